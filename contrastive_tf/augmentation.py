@@ -1,0 +1,588 @@
+"""SimCLR's data augmentation as Keras layers.
+
+Every layer takes a batch of float images in [0, 1], shaped [B, H, W, C] with C = 1
+or 3, and draws its random parameters independently per image with stateless ops, so
+one call augments the whole batch at once and a seeded layer repeats exactly. The
+layers work inside a model and inside `tf.data` maps, parallel ones included: each call
+takes a fresh seed from an atomic counter (see `RandomImageLayer`), so parallel calls
+never share their random draws.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+
+
+def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
+    if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+        raise ValueError(
+            f"`{name}` must be a pair (min, max) with {low} <= min <= max <= {high}; "
+            f"received {name}={value}."
+        )
+
+
+def _check_probability(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1]; received {name}={value}.")
+
+
+def _per_image(mask: tf.Tensor, if_true: tf.Tensor, if_false: tf.Tensor) -> tf.Tensor:
+    """Picks `if_true` for the images where `mask` [B] holds, `if_false` elsewhere."""
+    return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), if_true, if_false)
+
+
+def _grayscale(images: tf.Tensor) -> tf.Tensor:
+    """Luma of RGB images (or the image itself when it has one channel), keeping C."""
+    if images.shape[-1] == 1:
+        return images
+    luma = tf.image.rgb_to_grayscale(images)
+    return tf.broadcast_to(luma, tf.shape(images))
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomImageLayer(keras.layers.Layer):
+    """Base class: a per-image random augmentation with an atomic seed counter.
+
+    Keras' `SeedGenerator` reads and then writes its state, so two `tf.data` map calls
+    running in parallel can read the same state and draw the same parameters. Here the
+    state is a Philox counter advanced by `RngReadAndSkip`, which reads and advances it
+    in one locked kernel. The counter is a (non-trainable) weight, so checkpoints carry
+    it and a resumed run continues the same random stream. Under a distribution
+    strategy the replica id is folded in, so replicas draw different parameters.
+
+    Subclasses implement `augment(images, seed)`, where `seed` is an int64 [2] tensor
+    for the stateless random ops.
+
+    Args:
+        seed: integer for a repeatable stream, or None for a random one.
+        **kwargs: base `Layer` arguments. The dtype defaults to float32, so
+            augmentation stays in full precision under a mixed-precision policy.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if seed is not None and (not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"`seed` must be a non-negative integer or None; received seed={seed}.")
+        self.seed = seed
+        key = seed if seed is not None else random.randrange(2**62)
+        self.rng_state = self.add_weight(
+            shape=(3,),
+            dtype="int64",
+            initializer=keras.initializers.Constant([0, 0, key]),
+            trainable=False,
+            name="rng_state",
+        )
+
+    def next_seed(self) -> tf.Tensor:
+        """A fresh int64 [2] seed; never the same twice for this layer."""
+        state = tf.raw_ops.RngReadAndSkip(
+            resource=self.rng_state.value.handle, alg=1, delta=tf.constant(1, tf.uint64)
+        )
+        seed = tf.stack([state[0], state[2]])
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            seed = tf.random.experimental.stateless_fold_in(seed, replica.replica_id_in_sync_group)
+        return seed
+
+    def call(self, images: tf.Tensor, training: bool = True) -> tf.Tensor:
+        if not training:
+            return images
+        return self.augment(tf.convert_to_tensor(images, self.compute_dtype), self.next_seed())
+
+    def augment(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "seed": self.seed}
+
+
+def _uniform(seed: tf.Tensor, shape, low: float = 0.0, high: float = 1.0) -> tf.Tensor:
+    return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)
+
+
+def _split(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
+    return tf.unstack(tf.random.experimental.stateless_split(seed, num))
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomResizedCrop(RandomImageLayer):
+    """Crops a random area and aspect ratio of each image, resized back to `size`.
+
+    As in SimCLR (and torchvision): the crop covers a fraction of the image area drawn
+    from `scale`, with a log-uniform aspect ratio from `ratio`; ten candidates per
+    image, the first that fits is kept, and the whole image when none fits.
+
+    Args:
+        size: output (height, width); None keeps the input size.
+        scale: range of the crop's fraction of the image area.
+        ratio: range of the crop's width / height.
+        seed: see `RandomImageLayer`.
+
+    Example:
+        >>> crop = RandomResizedCrop(seed=0)
+        >>> crop(tf.zeros([8, 32, 32, 3])).shape
+        TensorShape([8, 32, 32, 3])
+    """
+
+    attempts = 10
+
+    def __init__(
+        self,
+        size: tuple[int, int] | None = None,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        scale, ratio = tuple(scale), tuple(ratio)
+        _check_range("scale", scale, 1e-6, 1.0)
+        _check_range("ratio", ratio, 1e-6, math.inf)
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"`size` must be (height, width) of positive ints or None; received size={size}.")
+        self.size = None if size is None else tuple(int(s) for s in size)
+        self.scale, self.ratio = scale, ratio
+
+    def augment(self, images, seed):
+        shape = tf.shape(images)
+        batch = shape[0]
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        area_seed, ratio_seed, y_seed, x_seed = _split(seed, 4)
+        candidates = [batch, self.attempts]
+        area = _uniform(area_seed, candidates, *self.scale)
+        log_ratio = _uniform(ratio_seed, candidates, math.log(self.ratio[0]), math.log(self.ratio[1]))
+        aspect = tf.exp(log_ratio)
+        # Crop sides as fractions of the image sides: w*h = area * H*W, w/h = aspect.
+        crop_w = tf.sqrt(area * aspect * height / width)
+        crop_h = tf.sqrt(area / aspect * width / height)
+        fits = (crop_w <= 1.0) & (crop_h <= 1.0)
+        first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
+        any_fits = tf.reduce_any(fits, axis=1)
+        crop_w = tf.where(any_fits, tf.gather(crop_w, first, batch_dims=1), 1.0)
+        crop_h = tf.where(any_fits, tf.gather(crop_h, first, batch_dims=1), 1.0)
+        top = _uniform(y_seed, [batch]) * (1.0 - crop_h)
+        left = _uniform(x_seed, [batch]) * (1.0 - crop_w)
+        boxes = tf.stack([top, left, top + crop_h, left + crop_w], axis=1)
+        size = self.size if self.size is not None else shape[1:3]
+        crops = tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
+        return tf.clip_by_value(crops, 0.0, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        if self.size is None:
+            return input_shape
+        return (input_shape[0], *self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "scale": self.scale, "ratio": self.ratio}
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomHorizontalFlip(RandomImageLayer):
+    """Mirrors each image left-right with probability `probability`.
+
+    Keras' `RandomFlip` flips per image too, but its `SeedGenerator` can repeat draws
+    in parallel `tf.data` maps; this one shares the atomic counter of the others.
+
+    Args:
+        probability: chance that an image is flipped.
+        seed: see `RandomImageLayer`.
+    """
+
+    def __init__(self, probability: float = 0.5, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        _check_probability("probability", probability)
+        self.probability = probability
+
+    def augment(self, images, seed):
+        flip = _uniform(seed, [tf.shape(images)[0]]) < self.probability
+        return _per_image(flip, tf.reverse(images, axis=[2]), images)
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability}
+
+
+def _adjust_brightness(images, factor):
+    return images * factor
+
+
+def _adjust_contrast(images, factor):
+    mean = tf.reduce_mean(_grayscale(images), axis=[1, 2, 3], keepdims=True)
+    return (images - mean) * factor + mean
+
+
+def _adjust_saturation(images, factor):
+    gray = _grayscale(images)
+    return (images - gray) * factor + gray
+
+
+def _adjust_hue(images, shift):
+    if images.shape[-1] == 1:
+        return images
+    hsv = tf.image.rgb_to_hsv(images)
+    hue = tf.math.floormod(hsv[..., :1] + shift, 1.0)
+    return tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1))
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomColorJitter(RandomImageLayer):
+    """SimCLR's colour distortion: brightness, contrast, saturation and hue, in an order
+    drawn per image.
+
+    Each factor is drawn per image: brightness, contrast and saturation scale by a
+    factor in [1 - x, 1 + x], the hue shifts by up to +-`hue` of a full turn. Keras'
+    `RandomColorJitter` applies its four steps in a fixed order; SimCLR shuffles them.
+    On one-channel images saturation and hue leave the image unchanged.
+
+    Args:
+        brightness, contrast, saturation: maximum relative change, >= 0.
+        hue: maximum hue shift, in [0, 0.5].
+        seed: see `RandomImageLayer`.
+    """
+
+    def __init__(
+        self,
+        brightness: float = 0.8,
+        contrast: float = 0.8,
+        saturation: float = 0.8,
+        hue: float = 0.2,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+            if value < 0:
+                raise ValueError(f"`{name}` must be >= 0; received {name}={value}.")
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"`hue` must be in [0, 0.5]; received hue={hue}.")
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+
+    def augment(self, images, seed):
+        batch = tf.shape(images)[0]
+        order_seed, *factor_seeds = _split(seed, 5)
+
+        def factor(factor_seed, strength):
+            return tf.reshape(_uniform(factor_seed, [batch], 1 - strength, 1 + strength), [-1, 1, 1, 1])
+
+        steps: list[Callable[[tf.Tensor], tf.Tensor]] = [
+            lambda x: _adjust_brightness(x, factor(factor_seeds[0], self.brightness)),
+            lambda x: _adjust_contrast(x, factor(factor_seeds[1], self.contrast)),
+            lambda x: _adjust_saturation(x, factor(factor_seeds[2], self.saturation)),
+            lambda x: _adjust_hue(x, tf.reshape(_uniform(factor_seeds[3], [batch], -self.hue, self.hue), [-1, 1, 1, 1])),
+        ]
+        # A random permutation per image; at position k each image takes its own step.
+        order = tf.argsort(_uniform(order_seed, [batch, len(steps)]), axis=1)
+        for position in range(len(steps)):
+            outputs = [tf.clip_by_value(step(images), 0.0, 1.0) for step in steps]
+            chosen = tf.one_hot(order[:, position], len(steps), dtype=images.dtype)
+            images = tf.einsum("sbhwc,bs->bhwc", tf.stack(outputs), chosen)
+        return tf.clip_by_value(images, 0.0, 1.0)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "brightness": self.brightness,
+            "contrast": self.contrast,
+            "saturation": self.saturation,
+            "hue": self.hue,
+        }
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomGrayscale(RandomImageLayer):
+    """Turns each image to grayscale (keeping its channels) with probability `probability`.
+
+    Args:
+        probability: chance that an image turns gray.
+        seed: see `RandomImageLayer`.
+    """
+
+    def __init__(self, probability: float = 0.2, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        _check_probability("probability", probability)
+        self.probability = probability
+
+    def augment(self, images, seed):
+        gray = _uniform(seed, [tf.shape(images)[0]]) < self.probability
+        return _per_image(gray, _grayscale(images), images)
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability}
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomGaussianBlur(RandomImageLayer):
+    """Blurs each image with its own Gaussian sigma, drawn uniformly from `sigma`.
+
+    Keras' blur draws one sigma per batch. Here every image gets its own separable
+    kernel of `kernel_fraction` of the image side (10% in SimCLR), applied as one
+    depthwise convolution over the batch folded into channels.
+
+    Args:
+        sigma: range of the blur's standard deviation, in pixels.
+        kernel_fraction: kernel side as a fraction of the image height.
+        seed: see `RandomImageLayer`.
+    """
+
+    def __init__(
+        self,
+        sigma: tuple[float, float] = (0.1, 2.0),
+        kernel_fraction: float = 0.1,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        sigma = tuple(sigma)
+        _check_range("sigma", sigma, 1e-6, math.inf)
+        if not 0 < kernel_fraction <= 1:
+            raise ValueError(f"`kernel_fraction` must be in (0, 1]; received kernel_fraction={kernel_fraction}.")
+        self.sigma, self.kernel_fraction = sigma, kernel_fraction
+
+    def augment(self, images, seed):
+        if images.shape[1] is None:
+            raise ValueError("RandomGaussianBlur needs a static image height; set the input shape.")
+        radius = max(1, int(images.shape[1] * self.kernel_fraction) // 2)
+        shape = tf.shape(images)
+        batch, channels = shape[0], shape[3]
+        sigma = _uniform(seed, [batch], *self.sigma)
+        offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+        kernel = tf.exp(-0.5 * tf.square(offsets[None, :] / sigma[:, None]))
+        kernel /= tf.reduce_sum(kernel, axis=1, keepdims=True)  # [B, K]
+        kernel = tf.repeat(kernel, channels, axis=0)  # [B*C, K], channel-major per image
+        # Fold the batch into channels: [1, H, W, B*C], one depthwise filter per image-channel.
+        folded = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, shape[1], shape[2], batch * channels])
+        vertical = tf.transpose(kernel)[:, None, :, None]
+        horizontal = tf.transpose(kernel)[None, :, :, None]
+        folded = tf.nn.depthwise_conv2d(
+            tf.pad(folded, [[0, 0], [radius, radius], [0, 0], [0, 0]], mode="REFLECT"),
+            vertical, [1, 1, 1, 1], "VALID",
+        )
+        folded = tf.nn.depthwise_conv2d(
+            tf.pad(folded, [[0, 0], [0, 0], [radius, radius], [0, 0]], mode="REFLECT"),
+            horizontal, [1, 1, 1, 1], "VALID",
+        )
+        blurred = tf.transpose(tf.reshape(folded, [shape[1], shape[2], batch, channels]), [2, 0, 1, 3])
+        return tf.ensure_shape(blurred, images.shape)
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma, "kernel_fraction": self.kernel_fraction}
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomGaussianNoise(RandomImageLayer):
+    """Adds Gaussian pixel noise of standard deviation `stddev`, clipped to [0, 1].
+
+    Args:
+        stddev: noise standard deviation, in units of the [0, 1] range.
+        seed: see `RandomImageLayer`.
+    """
+
+    def __init__(self, stddev: float = 0.05, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if stddev < 0:
+            raise ValueError(f"`stddev` must be >= 0; received stddev={stddev}.")
+        self.stddev = stddev
+
+    def augment(self, images, seed):
+        noise = tf.random.stateless_normal(tf.shape(images), seed, stddev=self.stddev)
+        return tf.clip_by_value(images + noise, 0.0, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev}
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomRotation(RandomImageLayer):
+    """Rotates each image about its centre by its own angle in [-max_degrees, max_degrees].
+
+    Pixels rotated in from outside the image are filled with zeros (black).
+
+    Args:
+        max_degrees: largest rotation either way, in degrees, in [0, 180].
+        seed: see `RandomImageLayer`.
+    """
+
+    def __init__(self, max_degrees: float = 15.0, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not 0 <= max_degrees <= 180:
+            raise ValueError(f"`max_degrees` must be in [0, 180]; received max_degrees={max_degrees}.")
+        self.max_degrees = max_degrees
+
+    def augment(self, images, seed):
+        shape = tf.shape(images)
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        angle = _uniform(seed, [shape[0]], -self.max_degrees, self.max_degrees) * (math.pi / 180)
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        zeros = tf.zeros_like(angle)
+        transforms = tf.stack(
+            [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zeros, zeros],
+            axis=1,
+        )
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images,
+            transforms=transforms,
+            output_shape=shape[1:3],
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "max_degrees": self.max_degrees}
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomApply(RandomImageLayer):
+    """Applies `layer` to each image with probability `probability`, else passes it through.
+
+    The wrapped layer runs on the whole batch and the choice is made per image, which
+    keeps the batch vectorised.
+
+    Args:
+        layer: any Keras layer that keeps the image shape.
+        probability: chance that an image is transformed.
+        seed: see `RandomImageLayer`.
+
+    Example:
+        >>> jitter = RandomApply(RandomColorJitter(seed=1), probability=0.8, seed=2)
+    """
+
+    def __init__(self, layer: keras.layers.Layer, probability: float = 0.5, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        _check_probability("probability", probability)
+        if isinstance(layer, dict):
+            layer = keras.saving.deserialize_keras_object(layer)
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(f"`layer` must be a Keras layer; received layer={layer!r}.")
+        self.layer, self.probability = layer, probability
+
+    def build(self, input_shape):
+        self.layer.build(input_shape)
+
+    def augment(self, images, seed):
+        apply = _uniform(seed, [tf.shape(images)[0]]) < self.probability
+        return _per_image(apply, self.layer(images, training=True), images)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "layer": keras.saving.serialize_keras_object(self.layer),
+            "probability": self.probability,
+        }
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class SimCLRAugment(keras.layers.Layer):
+    """SimCLR's augmentation pipeline in one layer: one call makes one view per image.
+
+    Crop (area 0.08-1, aspect 3/4-4/3) -> horizontal flip -> colour distortion of
+    strength s (brightness, contrast, saturation 0.8 s, hue 0.2 s, random order) with
+    p=0.8 -> grayscale with p=0.2 -> Gaussian blur with p=0.5 -> optional noise and
+    rotation. `SimCLRAugment.cifar()` is the paper's CIFAR variant (s=0.5, no blur).
+
+    Input: float images in [0, 1], [B, H, W, C] with C = 1 or 3; output: same shape
+    and range. Call it twice on the same batch for the two views.
+
+    Args:
+        color_jitter_strength: s above; 0 turns colour distortion off.
+        blur: whether to blur; None means on for images larger than 32 px.
+        crop_scale: area range of the random crop.
+        grayscale_probability: chance of turning a view gray.
+        noise_stddev: Gaussian pixel noise; 0 turns it off.
+        rotation_degrees: random rotation range; 0 turns it off.
+        seed: seeds every sub-layer, for a repeatable stream.
+
+    Example:
+        >>> augment = SimCLRAugment(color_jitter_strength=0.5, seed=0)
+        >>> images = tf.random.uniform([4, 32, 32, 3])
+        >>> view_a, view_b = augment(images), augment(images)
+    """
+
+    def __init__(
+        self,
+        color_jitter_strength: float = 1.0,
+        blur: bool | None = None,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        grayscale_probability: float = 0.2,
+        noise_stddev: float = 0.0,
+        rotation_degrees: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if color_jitter_strength < 0:
+            raise ValueError(
+                f"`color_jitter_strength` must be >= 0; received color_jitter_strength={color_jitter_strength}."
+            )
+        self.color_jitter_strength, self.blur, self.crop_scale = color_jitter_strength, blur, tuple(crop_scale)
+        self.grayscale_probability, self.noise_stddev = grayscale_probability, noise_stddev
+        self.rotation_degrees, self.seed = rotation_degrees, seed
+
+        def sub_seed(offset: int) -> int | None:
+            return None if seed is None else seed * 16 + offset
+
+        s = color_jitter_strength
+        self.crop = RandomResizedCrop(scale=self.crop_scale, seed=sub_seed(0))
+        self.flip = RandomHorizontalFlip(seed=sub_seed(1))
+        self.color = RandomApply(
+            RandomColorJitter(0.8 * s, 0.8 * s, 0.8 * s, min(0.2 * s, 0.5), seed=sub_seed(2)),
+            probability=0.8 if s > 0 else 0.0,
+            seed=sub_seed(3),
+        )
+        self.gray = RandomGrayscale(grayscale_probability, seed=sub_seed(4))
+        self.blur_layer = RandomApply(RandomGaussianBlur(seed=sub_seed(5)), probability=0.5, seed=sub_seed(6))
+        self.noise = RandomGaussianNoise(noise_stddev, seed=sub_seed(7))
+        self.rotation = RandomRotation(rotation_degrees, seed=sub_seed(8))
+
+    def build(self, input_shape):
+        for layer in (self.crop, self.flip, self.color, self.gray, self.blur_layer, self.noise, self.rotation):
+            layer.build(input_shape)
+
+    @classmethod
+    def cifar(cls, seed: int | None = None) -> SimCLRAugment:
+        """The paper's CIFAR-10 recipe: colour strength 0.5 and no blur."""
+        return cls(color_jitter_strength=0.5, blur=False, seed=seed)
+
+    def call(self, images: tf.Tensor, training: bool = True) -> tf.Tensor:
+        if not training:
+            return images
+        images = self.flip(self.crop(images))
+        if self.color_jitter_strength > 0:
+            images = self.color(images)
+        if self.grayscale_probability > 0:
+            images = self.gray(images)
+        blur = self.blur if self.blur is not None else images.shape[1] is not None and images.shape[1] > 32
+        if blur:
+            images = self.blur_layer(images)
+        if self.rotation_degrees > 0:
+            images = self.rotation(images)
+        if self.noise_stddev > 0:
+            images = self.noise(images)
+        return images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "color_jitter_strength": self.color_jitter_strength,
+            "blur": self.blur,
+            "crop_scale": self.crop_scale,
+            "grayscale_probability": self.grayscale_probability,
+            "noise_stddev": self.noise_stddev,
+            "rotation_degrees": self.rotation_degrees,
+            "seed": self.seed,
+        }

@@ -1,0 +1,58 @@
+"""Choosing a `tf.distribute` strategy by name."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from contrastive_tf.errors import UsageError
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def use_logical_cpus(count: int) -> None:
+    """Splits the CPU into `count` logical devices, so `mirrored` can be tried without
+    GPUs. Must run before TensorFlow first touches a device."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def build_strategy(name: str = "auto", tpu_address: str | None = None) -> tf.distribute.Strategy:
+    """The strategy called `name`.
+
+    auto: mirrored over all GPUs when there are several, else one device.
+    one_device: the first GPU, else the CPU.
+    mirrored: all local GPUs, or all logical CPUs when there is no GPU.
+    multi_worker: MultiWorkerMirroredStrategy configured by the TF_CONFIG variable.
+    tpu: the TPU at `tpu_address` ("" or None for a local or Cloud TPU VM).
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "one_device"
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise UsageError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def check_batch_size(global_batch_size: int, strategy: tf.distribute.Strategy) -> int:
+    """The per-replica batch; raises UsageError unless it is whole and at least 2."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise UsageError(
+            f"batch_size {global_batch_size} does not divide by the {replicas} replicas; use a multiple of {replicas}"
+        )
+    if global_batch_size // replicas < 2:
+        raise UsageError(
+            f"batch_size {global_batch_size} gives {global_batch_size // replicas} image(s) per replica; "
+            f"NT-Xent needs at least 2, so use --batch_size >= {2 * replicas}"
+        )
+    return global_batch_size // replicas

@@ -1,0 +1,77 @@
+"""Exporting an encoder as a SavedModel that any TensorFlow or Keras app can load
+without this package (`tf.saved_model.load` or `keras.layers.TFSMLayer`).
+
+A SavedModel is code: load exports only from sources you trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from contrastive_tf.errors import UsageError
+from contrastive_tf.model import to_unit_range
+
+
+def _replace_directory(staged: pathlib.Path, target: pathlib.Path) -> None:
+    """Moves `staged` to `target` with renames only, so readers see old or new, never half."""
+    if not target.exists():
+        os.rename(staged, target)
+        return
+    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.rename(target, retired)
+    os.rename(staged, target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def export_encoder(
+    encoder: keras.Model,
+    export_dir: str | os.PathLike,
+    image_shape: tuple[int, int, int],
+    overwrite: bool = False,
+    metadata: dict | None = None,
+) -> pathlib.Path:
+    """Writes `encoder` as a SavedModel at `export_dir` and returns the path.
+
+    Signatures:
+        serving_default: uint8 images [B, H, W, C] in [0, 255] -> {"representation": float32 [B, D]}.
+        serve_float: float32 images in [0, 1] -> the same.
+
+    The SavedModel is written to a temporary sibling folder and renamed into place, so
+    a crash never leaves a half-written export. `metadata` (JSON-serialisable) is
+    written beside it as `export_metadata.json`.
+
+    Raises:
+        UsageError: `export_dir` exists and `overwrite` is False.
+    """
+    target = pathlib.Path(export_dir).expanduser().resolve()
+    if target.exists() and not overwrite:
+        raise UsageError(f"export directory {target} already exists; pass --overwrite to replace it, or choose another")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def representation(images):
+        return {"representation": tf.cast(encoder(to_unit_range(images), training=False), tf.float32)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(encoder)
+    archive.add_endpoint(
+        "serving_default", representation, input_signature=[tf.TensorSpec((None, *image_shape), tf.uint8, name="images")]
+    )
+    archive.add_endpoint(
+        "serve_float", representation, input_signature=[tf.TensorSpec((None, *image_shape), tf.float32, name="images")]
+    )
+    staged = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        archive.write_out(str(staged), verbose=False)
+        if metadata is not None:
+            (staged / "export_metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
+        _replace_directory(staged, target)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return target

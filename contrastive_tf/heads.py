@@ -1,0 +1,96 @@
+"""Projection head g(.): representation h -> projection z, where the loss is applied."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class ProjectionHead(keras.layers.Layer):
+    """SimCLR's MLP head: v1 is Dense-ReLU-Dense (2 layers), v2 adds BN and a third layer.
+
+    Hidden layers are as wide as h (`hidden_dim=None`), the last layer has `output_dim`
+    units. In v2 every layer is followed by (synchronised) batch norm, the last one
+    without a learned shift, as in SimCLRv2; SimCLRv2 fine-tunes from the first layer,
+    which `layers_upto(1)` gives.
+
+    Args:
+        num_layers: 2 (SimCLR v1 style) or more (3 in SimCLR v2).
+        output_dim: size of z; 128 in the paper.
+        hidden_dim: width of the hidden layers; None uses the width of h.
+        batch_norm: whether to add BN after every layer (v2); defaults to num_layers >= 3.
+
+    Example:
+        >>> head = ProjectionHead(num_layers=3, output_dim=128)
+        >>> head(keras.ops.zeros([4, 512])).shape
+        (4, 128)
+    """
+
+    def __init__(
+        self,
+        num_layers: int = 2,
+        output_dim: int = 128,
+        hidden_dim: int | None = None,
+        batch_norm: bool | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_layers < 1:
+            raise ValueError(f"`num_layers` must be >= 1; received num_layers={num_layers}.")
+        if output_dim < 1:
+            raise ValueError(f"`output_dim` must be >= 1; received output_dim={output_dim}.")
+        if hidden_dim is not None and hidden_dim < 1:
+            raise ValueError(f"`hidden_dim` must be >= 1 or None; received hidden_dim={hidden_dim}.")
+        self.num_layers, self.output_dim, self.hidden_dim = num_layers, output_dim, hidden_dim
+        self.batch_norm = num_layers >= 3 if batch_norm is None else batch_norm
+        self.dense_layers: list[layers.Layer] = []
+        self.norm_layers: list[layers.Layer] = []
+
+    def build(self, input_shape):
+        hidden = self.hidden_dim or input_shape[-1]
+        shape = tuple(input_shape)
+        for index in range(self.num_layers):
+            last = index == self.num_layers - 1
+            dense = layers.Dense(
+                self.output_dim if last else hidden,
+                use_bias=not self.batch_norm,
+                name=f"dense_{index}",
+                dtype=self.dtype_policy,
+            )
+            dense.build(shape)
+            shape = dense.compute_output_shape(shape)
+            self.dense_layers.append(dense)
+            if self.batch_norm:
+                norm = layers.BatchNormalization(
+                    synchronized=True, center=not last, name=f"bn_{index}", dtype=self.dtype_policy
+                )
+                norm.build(shape)
+                self.norm_layers.append(norm)
+
+    def call(self, h, training=False):
+        return self.layers_upto(self.num_layers, h, training)
+
+    def layers_upto(self, count: int, h, training=False):
+        """Output of the first `count` layers (with their BN and ReLU) on h."""
+        x = h
+        for index in range(count):
+            x = self.dense_layers[index](x)
+            if self.batch_norm:
+                x = self.norm_layers[index](x, training=training)
+            if index < self.num_layers - 1:
+                x = keras.ops.relu(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers,
+            "output_dim": self.output_dim,
+            "hidden_dim": self.hidden_dim,
+            "batch_norm": self.batch_norm,
+        }

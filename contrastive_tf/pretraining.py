@@ -1,0 +1,238 @@
+"""One SimCLR pretraining run, end to end: data -> model -> fit -> probe -> export.
+
+`pretrain(PretrainConfig(...))` is what `python -m experiments.pretrain` runs, and what
+a notebook calls. Rerunning with the same `model_dir` resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import pathlib
+
+import keras
+import tensorflow as tf
+
+from contrastive_tf import distribute
+from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.data import ImageData, load_data, pretraining_batches
+from contrastive_tf.encoders import build_encoder
+from contrastive_tf.errors import UsageError
+from contrastive_tf.evaluation import ProbeResult, probe_encoder
+from contrastive_tf.export import export_encoder
+from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.model import SimCLR
+from contrastive_tf.optimizers import (
+    build_optimizer,
+    exclude_vectors_from_weight_decay,
+    scale_learning_rate,
+    warmup_cosine,
+)
+from contrastive_tf.plots import plot_training_curves, plot_view_pairs
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs; the defaults pretrain on the embedded MNIST
+    sample in about two minutes on two CPU cores."""
+
+    # Data.
+    dataset: str = "sample"
+    data_dir: str | None = None
+    image_size: int | None = None
+    # Training.
+    strategy: str = "auto"
+    tpu_address: str | None = None
+    batch_size: int = 256
+    epochs: int = 12
+    seed: int = 0
+    # Model.
+    encoder: str = "auto"
+    width: float = 1.0
+    projection_layers: int = 2
+    projection_dim: int = 128
+    # Loss and optimisation.
+    temperature: float = 0.2
+    optimizer: str = "lars"
+    learning_rate: float = 1.0
+    lr_scaling: str = "linear"
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-6
+    # Augmentation.
+    color_jitter_strength: float = 0.5
+    blur: bool | None = None
+    crop_scale_min: float = 0.08
+    # Precision.
+    precision: str = "float32"
+    # Outputs.
+    model_dir: str = "runs/simclr"
+    export_dir: str | None = None
+    overwrite: bool = False
+    checkpoint_every_steps: int | None = None
+    verbose: int | str = "auto"
+
+    def validate(self) -> None:
+        """Raises UsageError naming the first setting that cannot work."""
+        checks = [
+            (self.batch_size >= 2, f"batch_size must be >= 2 (NT-Xent needs negatives), got {self.batch_size}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            (self.width > 0, f"width must be > 0, got {self.width}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.projection_layers >= 1, f"projection_layers must be >= 1, got {self.projection_layers}"),
+            (self.projection_dim >= 1, f"projection_dim must be >= 1, got {self.projection_dim}"),
+            (self.color_jitter_strength >= 0, f"color_jitter_strength must be >= 0, got {self.color_jitter_strength}"),
+            (0 < self.crop_scale_min <= 1, f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}"),
+            (self.image_size is None or self.image_size >= 8, f"image_size must be >= 8 for the crop, got {self.image_size}"),
+            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"),
+            (
+                self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+                f"checkpoint_every_steps must be >= 1, got {self.checkpoint_every_steps}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    model: SimCLR
+    history: dict[str, list[float]]
+    export_path: pathlib.Path | None
+    probe: ProbeResult | None
+    random_probe: ProbeResult | None
+    figures: list[pathlib.Path]
+
+
+def encoder_name(config: PretrainConfig, image_shape: tuple[int, int, int]) -> str:
+    """The configured encoder; "auto" is small_cnn for digit-sized images, else ResNet-18."""
+    if config.encoder != "auto":
+        return config.encoder
+    return "small_cnn" if max(image_shape[:2]) <= 28 else "resnet18"
+
+
+def build_model(config: PretrainConfig, data: ImageData, steps_per_epoch: int) -> SimCLR:
+    """The compiled SimCLR model for `config`; call inside the strategy's scope."""
+    model = SimCLR(
+        encoder=build_encoder(encoder_name(config, data.image_shape), data.image_shape, config.width),
+        projection_head=ProjectionHead(config.projection_layers, config.projection_dim),
+        augmenter=SimCLRAugment(
+            color_jitter_strength=config.color_jitter_strength,
+            blur=config.blur,
+            crop_scale=(config.crop_scale_min, 1.0),
+            seed=config.seed,
+        ),
+        temperature=config.temperature,
+        num_classes=data.num_classes if data.unlabeled is None and data.num_classes else None,
+    )
+    model.build((None, *data.image_shape))
+    peak = scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
+    schedule = warmup_cosine(peak, config.epochs * steps_per_epoch, int(config.warmup_epochs * steps_per_epoch))
+    optimizer = build_optimizer(config.optimizer, schedule, config.weight_decay)
+    exclude_vectors_from_weight_decay(optimizer, model.trainable_variables)
+    model.compile(optimizer=optimizer)
+    return model
+
+
+def _read_history(path: pathlib.Path) -> dict[str, list[float]]:
+    """The per-epoch metrics of the whole run, across resumes, from the CSV log."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    # Keras writes "NA" for metrics it did not compute (no validation data).
+    names = [name for name in (rows[0] if rows else {}) if name != "epoch" and rows[0][name] != "NA"]
+    return {name: [float(row[name]) for row in rows] for name in names}
+
+
+def pretrain(config: PretrainConfig) -> PretrainResult:
+    """Runs (or resumes) pretraining, then the linear probe, figures and export.
+
+    Writes into `config.model_dir`: `checkpoints/` (resume state), `logs/` (TensorBoard),
+    `history.csv`, `simclr.keras` (the whole model), `views.png` and `training_curves.png`.
+    The encoder is exported to `config.export_dir` (default `model_dir/export`).
+    """
+    config.validate()
+    keras.mixed_precision.set_global_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    strategy = distribute.build_strategy(config.strategy, config.tpu_address)
+    distribute.check_batch_size(config.batch_size, strategy)
+    data = load_data(config.dataset, config.data_dir, config.image_size)
+    batches = pretraining_batches(data, config.batch_size, seed=config.seed)
+    steps_per_epoch = data.pretrain.num_examples // config.batch_size
+    model_dir = pathlib.Path(config.model_dir).expanduser()
+    export_dir = pathlib.Path(config.export_dir or model_dir / "export").expanduser()
+    if export_dir.exists() and not config.overwrite:
+        raise UsageError(f"export directory {export_dir} already exists; pass --overwrite to replace it, or choose another")
+    model_dir.mkdir(parents=True, exist_ok=True)
+
+    with strategy.scope():
+        model = build_model(config, data, steps_per_epoch)
+    is_chief = _is_chief(strategy)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            str(model_dir / "checkpoints" if is_chief else model_dir / f"checkpoints-worker-{_task_id()}"),
+            save_freq=config.checkpoint_every_steps or "epoch",
+            delete_checkpoint=False,
+            double_checkpoint=True,
+        ),
+        keras.callbacks.TensorBoard(str(model_dir / "logs"), update_freq="epoch"),
+        keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    model.fit(batches, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+    history = _read_history(model_dir / "history.csv")
+    if not is_chief:
+        return PretrainResult(model, history, None, None, None, [])
+
+    _save_atomically(model, model_dir / "simclr.keras")
+    figures = [model_dir / "views.png", model_dir / "training_curves.png"]
+    sample_images = next(iter(data.train.dataset.batch(8)))[0]
+    plot_view_pairs(sample_images, model.augmenter, figures[0])
+    plot_training_curves(history, figures[1])
+
+    probe = random_probe = None
+    if data.test is not None and data.num_classes:
+        probe = probe_encoder(model.encoder, data.train, data.test, data.num_classes, seed=config.seed)
+        keras.utils.set_random_seed(config.seed)
+        random_encoder = build_encoder(encoder_name(config, data.image_shape), data.image_shape, config.width)
+        random_probe = probe_encoder(random_encoder, data.train, data.test, data.num_classes, seed=config.seed)
+
+    metadata = {
+        "config": dataclasses.asdict(config),
+        "dataset": data.name,
+        "image_shape": data.image_shape,
+        "encoder": model.encoder.name,
+        "epochs_trained": len(next(iter(history.values()), [])),
+        "final_loss": history.get("loss", [None])[-1],
+        "linear_probe_top1": probe.top1_accuracy if probe else None,
+        "random_encoder_linear_probe_top1": random_probe.top1_accuracy if random_probe else None,
+    }
+    export_path = export_encoder(model.encoder, export_dir, data.image_shape, config.overwrite, metadata)
+    return PretrainResult(model, history, export_path, probe, random_probe, figures)
+
+
+def _save_atomically(model: keras.Model, path: pathlib.Path) -> None:
+    staged = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    model.save(staged)
+    os.replace(staged, path)
+
+
+def _task_id() -> int:
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver().task_id or 0
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Only the chief writes the model, figures and export under multi-worker training."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )

@@ -1,0 +1,163 @@
+"""The augmentation layers: shapes, ranges, randomness per image, seeds and configs."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from contrastive_tf.augmentation import (
+    RandomApply,
+    RandomColorJitter,
+    RandomGaussianBlur,
+    RandomGaussianNoise,
+    RandomGrayscale,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    RandomRotation,
+    SimCLRAugment,
+)
+
+LAYERS = {
+    "crop": lambda seed: RandomResizedCrop(seed=seed),
+    "flip": lambda seed: RandomHorizontalFlip(seed=seed),
+    "jitter": lambda seed: RandomColorJitter(seed=seed),
+    "grayscale": lambda seed: RandomGrayscale(probability=0.5, seed=seed),
+    "blur": lambda seed: RandomGaussianBlur(seed=seed),
+    "noise": lambda seed: RandomGaussianNoise(seed=seed),
+    "rotation": lambda seed: RandomRotation(30, seed=seed),
+    "apply": lambda seed: RandomApply(RandomColorJitter(seed=seed), 0.5, seed=seed),
+    "simclr": lambda seed: SimCLRAugment(seed=seed, blur=True, noise_stddev=0.02, rotation_degrees=10),
+    "simclr_cifar": lambda seed: SimCLRAugment.cifar(seed=seed),
+}
+
+
+def _images(batch=16, size=32, channels=3, seed=0):
+    return tf.random.stateless_uniform([batch, size, size, channels], [seed, 1])
+
+
+@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_layer_keeps_shape_and_unit_range(name, channels):
+    images = _images(channels=channels)
+    out = LAYERS[name](1)(images)
+    assert out.shape == images.shape and out.dtype == tf.float32
+    assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 1.0 + 1e-6
+
+
+def test_two_calls_make_different_views():
+    augment = SimCLRAugment(seed=3)
+    images = _images()
+    view_a, view_b = augment(images), augment(images)
+    per_image_difference = tf.reduce_mean(tf.abs(view_a - view_b), axis=[1, 2, 3]).numpy()
+    assert (per_image_difference > 1e-3).all()
+
+
+@pytest.mark.parametrize("name", ["crop", "jitter", "blur", "rotation", "simclr"])
+def test_parameters_are_drawn_per_image(name):
+    # One image repeated: a per-batch draw would give identical outputs.
+    images = tf.repeat(_images(batch=1), 16, axis=0)
+    out = LAYERS[name](5)(images).numpy()
+    distinct = {np.round(o, 4).tobytes() for o in out}
+    assert len(distinct) >= 12
+
+
+def test_crop_area_and_aspect_follow_simclr_ranges():
+    # A 64x64 image whose pixel value encodes its column: the crop's extent is readable.
+    columns = tf.tile(tf.reshape(tf.linspace(0.0, 1.0, 64), [1, 1, 64, 1]), [4000, 64, 1, 1])
+    crop = RandomResizedCrop(seed=0)
+    out = crop(columns).numpy()
+    widths = out[:, 0, -1, 0] - out[:, 0, 0, 0]  # fraction of the image width covered
+    assert widths.min() > 0.05 and widths.max() <= 1.0 + 1e-6
+    # sqrt(0.08 * 3/4) ~ 0.245 is the narrowest crop the ranges allow (minus interpolation).
+    assert np.quantile(widths, 0.001) > 0.2
+    assert np.mean(widths > 0.9) > 0.02
+
+
+def test_flip_probability_is_respected():
+    images = tf.tile(tf.reshape(tf.linspace(0.0, 1.0, 8), [1, 1, 8, 1]), [2000, 8, 1, 1])
+    out = RandomHorizontalFlip(probability=0.5, seed=0)(images).numpy()
+    flipped = out[:, 0, 0, 0] > 0.5
+    assert 0.45 < flipped.mean() < 0.55
+
+
+def test_color_jitter_is_applied_with_probability_point_eight():
+    augment = SimCLRAugment(seed=0, grayscale_probability=0.0, crop_scale=(1.0, 1.0))
+    augment.flip.probability = 0.0
+    images = tf.repeat(_images(batch=1), 2000, axis=0)
+    out = augment(images)
+    changed = tf.reduce_max(tf.abs(out - images), axis=[1, 2, 3]).numpy() > 1e-4
+    assert 0.76 < changed.mean() < 0.84
+
+
+def test_grayscale_makes_channels_equal():
+    out = RandomGrayscale(probability=1.0, seed=0)(_images()).numpy()
+    np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-6)
+    np.testing.assert_allclose(out[..., 1], out[..., 2], atol=1e-6)
+
+
+def test_blur_preserves_constant_images_and_smooths_noise():
+    blur = RandomGaussianBlur(sigma=(2.0, 2.0), kernel_fraction=0.2, seed=0)
+    constant = tf.fill([2, 32, 32, 3], 0.25)
+    np.testing.assert_allclose(blur(constant).numpy(), 0.25, atol=1e-5)
+    noise = _images()
+    assert float(tf.math.reduce_std(blur(noise))) < 0.5 * float(tf.math.reduce_std(noise))
+
+
+def test_no_repeated_draws_under_parallel_tf_data_map():
+    layer = RandomResizedCrop(seed=7)
+    image = _images(batch=1)
+    dataset = tf.data.Dataset.range(400).map(
+        lambda _: layer(image), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
+    )
+    crops = [np.round(crop, 5).tobytes() for crop in dataset.as_numpy_iterator()]
+    assert len(set(crops)) == len(crops)
+
+
+def test_same_seed_repeats_and_different_seed_differs():
+    images = _images()
+    first, again, other = SimCLRAugment(seed=11), SimCLRAugment(seed=11), SimCLRAugment(seed=12)
+    np.testing.assert_array_equal(first(images).numpy(), again(images).numpy())
+    np.testing.assert_array_equal(first(images).numpy(), again(images).numpy())
+    assert not np.allclose(first(images).numpy(), other(images).numpy())
+
+
+def test_inference_mode_is_identity():
+    images = _images()
+    np.testing.assert_array_equal(SimCLRAugment(seed=0)(images, training=False).numpy(), images.numpy())
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_config_round_trips_through_a_keras_file(name, tmp_path):
+    layer = LAYERS[name](4)
+    model = keras.Sequential([keras.Input((32, 32, 3)), layer])
+    path = tmp_path / "augment.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    # Compared as JSON, which is how the .keras file stores it (tuples become lists).
+    assert json.dumps(restored.layers[0].get_config(), sort_keys=True) == json.dumps(layer.get_config(), sort_keys=True)
+    images = _images()
+    # The random-stream position travels with the weights, so the next draw is the same.
+    np.testing.assert_array_equal(restored(images).numpy(), model(images).numpy())
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: RandomResizedCrop(scale=(0.5, 0.1)), "scale"),
+        (lambda: RandomResizedCrop(ratio=(2.0, 1.0)), "ratio"),
+        (lambda: RandomHorizontalFlip(probability=1.5), "probability"),
+        (lambda: RandomColorJitter(brightness=-1), "brightness"),
+        (lambda: RandomColorJitter(hue=0.7), "hue"),
+        (lambda: RandomGaussianBlur(sigma=(2.0, 1.0)), "sigma"),
+        (lambda: RandomGaussianNoise(stddev=-0.1), "stddev"),
+        (lambda: RandomRotation(max_degrees=270), "max_degrees"),
+        (lambda: RandomApply("not a layer"), "layer"),
+        (lambda: SimCLRAugment(color_jitter_strength=-1), "color_jitter_strength"),
+        (lambda: RandomGrayscale(seed=-3), "seed"),
+    ],
+)
+def test_invalid_arguments_name_the_argument(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
