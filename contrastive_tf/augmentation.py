@@ -18,12 +18,10 @@ import keras
 import tensorflow as tf
 
 
-
 def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
     if len(value) != 2 or not low <= value[0] <= value[1] <= high:
         raise ValueError(
-            f"`{name}` must be a pair (min, max) with {low} <= min <= max <= {high}; "
-            f"received {name}={value}."
+            f"`{name}` must be a pair (min, max) with {low} <= min <= max <= {high}; received {name}={value}."
         )
 
 
@@ -82,9 +80,7 @@ class RandomImageLayer(keras.layers.Layer):
 
     def next_seed(self) -> tf.Tensor:
         """A fresh int64 [2] seed; never the same twice for this layer."""
-        state = tf.raw_ops.RngReadAndSkip(
-            resource=self.rng_state.value.handle, alg=1, delta=tf.constant(1, tf.uint64)
-        )
+        state = tf.raw_ops.RngReadAndSkip(resource=self.rng_state.value.handle, alg=1, delta=tf.constant(1, tf.uint64))
         seed = tf.stack([state[0], state[2]])
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
@@ -277,7 +273,9 @@ class RandomColorJitter(RandomImageLayer):
             lambda x: _adjust_brightness(x, factor(factor_seeds[0], self.brightness)),
             lambda x: _adjust_contrast(x, factor(factor_seeds[1], self.contrast)),
             lambda x: _adjust_saturation(x, factor(factor_seeds[2], self.saturation)),
-            lambda x: _adjust_hue(x, tf.reshape(_uniform(factor_seeds[3], [batch], -self.hue, self.hue), [-1, 1, 1, 1])),
+            lambda x: _adjust_hue(
+                x, tf.reshape(_uniform(factor_seeds[3], [batch], -self.hue, self.hue), [-1, 1, 1, 1])
+            ),
         ]
         # A random permutation per image; at position k each image takes its own step.
         order = tf.argsort(_uniform(order_seed, [batch, len(steps)]), axis=1)
@@ -364,11 +362,15 @@ class RandomGaussianBlur(RandomImageLayer):
         horizontal = tf.transpose(kernel)[None, :, :, None]
         folded = tf.nn.depthwise_conv2d(
             tf.pad(folded, [[0, 0], [radius, radius], [0, 0], [0, 0]], mode="REFLECT"),
-            vertical, [1, 1, 1, 1], "VALID",
+            vertical,
+            [1, 1, 1, 1],
+            "VALID",
         )
         folded = tf.nn.depthwise_conv2d(
             tf.pad(folded, [[0, 0], [0, 0], [radius, radius], [0, 0]], mode="REFLECT"),
-            horizontal, [1, 1, 1, 1], "VALID",
+            horizontal,
+            [1, 1, 1, 1],
+            "VALID",
         )
         blurred = tf.transpose(tf.reshape(folded, [shape[1], shape[2], batch, channels]), [2, 0, 1, 3])
         return tf.ensure_shape(blurred, images.shape)

@@ -112,7 +112,9 @@ def load_data(
         data = _load_npz(path, name=dataset) if path.is_file() else _load_folder(path, image_size)
     else:
         names = ", ".join([SAMPLE, *TFDS_DATASETS])
-        raise UsageError(f"unknown dataset {dataset!r}; choose one of {names}, or a path to a .npz file or image folder")
+        raise UsageError(
+            f"unknown dataset {dataset!r}; choose one of {names}, or a path to a .npz file or image folder"
+        )
     if image_size is not None and data.image_shape[:2] != (image_size, image_size):
         data = _resized(data, image_size)
     return data
@@ -142,9 +144,7 @@ def _as_uint8_images(array: np.ndarray, key: str, path: pathlib.Path) -> np.ndar
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3):
-        raise UsageError(
-            f"{path}: {key} has shape {array.shape}; expected [N, H, W] or [N, H, W, C] with C = 1 or 3"
-        )
+        raise UsageError(f"{path}: {key} has shape {array.shape}; expected [N, H, W] or [N, H, W, C] with C = 1 or 3")
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.floating) and array.size and 0 <= array.min() and array.max() <= 1:
@@ -170,7 +170,9 @@ def _load_npz(path: pathlib.Path, name: str) -> ImageData:
     except (OSError, ValueError) as error:
         raise UsageError(f"{path} is not a readable .npz file ({error}); pass a NumPy .npz archive") from None
     if "x_train" not in arrays:
-        raise UsageError(f"{path} has no x_train array (found: {', '.join(arrays) or 'nothing'}); save images as x_train")
+        raise UsageError(
+            f"{path} has no x_train array (found: {', '.join(arrays) or 'nothing'}); save images as x_train"
+        )
     x_train = _as_uint8_images(arrays["x_train"], "x_train", path)
     y_train = _as_labels(arrays.get("y_train"), len(x_train), "y_train", path)
     test = None
@@ -240,7 +242,9 @@ def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
         train_files = _image_files(train_root)
         train_labels = [UNLABELED] * len(train_files)
     if not train_files:
-        raise UsageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}; point --dataset at an image folder")
+        raise UsageError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}; point --dataset at an image folder"
+        )
     native, channels = _probe_images(train_files)
     size = (image_size, image_size) if image_size else native
     test = None

@@ -19,15 +19,20 @@ def use_logical_cpus(count: int) -> None:
 def build_strategy(name: str = "auto", tpu_address: str | None = None) -> tf.distribute.Strategy:
     """The strategy called `name`.
 
-    auto: mirrored over all GPUs when there are several, else one device.
-    one_device: the first GPU, else the CPU.
+    auto: mirrored over all GPUs when there are several, else TensorFlow's default
+        strategy (one device, placed automatically). The default strategy hands the
+        dataset to `fit` as it is; OneDeviceStrategy rebuilds its input pipeline every
+        epoch, which costs seconds per epoch on a CPU.
+    one_device: the first GPU, else the CPU, through OneDeviceStrategy.
     mirrored: all local GPUs, or all logical CPUs when there is no GPU.
     multi_worker: MultiWorkerMirroredStrategy configured by the TF_CONFIG variable.
     tpu: the TPU at `tpu_address` ("" or None for a local or Cloud TPU VM).
     """
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "one_device"
+        if len(gpus) <= 1:
+            return tf.distribute.get_strategy()
+        name = "mirrored"
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":

@@ -6,7 +6,6 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from contrastive_tf.data import Split, evaluation_batches
 from contrastive_tf.model import to_unit_range
@@ -14,14 +13,10 @@ from contrastive_tf.model import to_unit_range
 
 def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """h for every image of `split` (inference mode, no augmentation), and the labels."""
-
-    @tf.function
-    def encode(images):
-        return tf.cast(encoder(to_unit_range(images), training=False), tf.float32)
-
     features, labels = [], []
     for images, batch_labels in evaluation_batches(split, batch_size):
-        features.append(encode(images).numpy())
+        # predict_on_batch reuses the model's compiled predict function across calls.
+        features.append(np.asarray(encoder.predict_on_batch(to_unit_range(images)), np.float32))
         labels.append(batch_labels.numpy())
     return np.concatenate(features), np.concatenate(labels)
 
@@ -54,7 +49,9 @@ def linear_probe(
         ]
     )
     classifier.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-2, epochs * (len(train_features) // 256 + 1))),
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(1e-2, epochs * (len(train_features) // 256 + 1))
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )

@@ -61,7 +61,9 @@ def export_encoder(
     archive = keras.export.ExportArchive()
     archive.track(encoder)
     archive.add_endpoint(
-        "serving_default", representation, input_signature=[tf.TensorSpec((None, *image_shape), tf.uint8, name="images")]
+        "serving_default",
+        representation,
+        input_signature=[tf.TensorSpec((None, *image_shape), tf.uint8, name="images")],
     )
     archive.add_endpoint(
         "serve_float", representation, input_signature=[tf.TensorSpec((None, *image_shape), tf.float32, name="images")]

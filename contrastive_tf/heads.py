@@ -6,7 +6,6 @@ import keras
 from keras import layers
 
 
-
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class ProjectionHead(keras.layers.Layer):
     """SimCLR's MLP head: v1 is Dense-ReLU-Dense (2 layers), v2 adds BN and a third layer.

@@ -59,12 +59,12 @@ class SimCLR(keras.Model):
         self.probe_accuracy = keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy")
 
     def build(self, input_shape):
-        self.augmenter.build(input_shape)
-        self.encoder.build(input_shape)
         h_shape = self.encoder.compute_output_shape(input_shape)
-        self.projection_head.build(h_shape)
-        if self.probe is not None:
-            self.probe.build(h_shape)
+        parts = [(self.augmenter, input_shape), (self.encoder, input_shape), (self.projection_head, h_shape)]
+        for part, shape in parts + ([(self.probe, h_shape)] if self.probe is not None else []):
+            # Parts restored from a .keras file arrive built.
+            if not part.built:
+                part.build(shape)
 
     def call(self, images, training=False):
         """The representation h of `images`; what downstream tasks and the export use."""

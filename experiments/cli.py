@@ -9,7 +9,7 @@ from collections.abc import Callable
 # Quiet TensorFlow's C++ start-up chatter before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 USAGE_ERROR = 2
 
@@ -32,6 +32,8 @@ def run(main: Callable[[list[str]], None]) -> None:
     from contrastive_tf.errors import UsageError
 
     def guarded(argv: list[str]) -> None:
+        # SavedModel writing logs every asset at INFO level; keep the console for progress.
+        logging.set_verbosity(logging.WARNING)
         if len(argv) > 1:
             fail(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag")
         try:

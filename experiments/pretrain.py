@@ -1,8 +1,8 @@
 """Pretrain a SimCLR encoder, probe it, and export it as a SavedModel.
 
-    python -m experiments.pretrain                       # embedded MNIST sample, ~2 min on a CPU
-    python -m experiments.pretrain --dataset=cifar10 --strategy=mirrored
-    python -m experiments.pretrain --dataset=path/to/images --epochs=100
+python -m experiments.pretrain                       # embedded MNIST sample, ~2 min on a CPU
+python -m experiments.pretrain --dataset=cifar10 --strategy=mirrored
+python -m experiments.pretrain --dataset=path/to/images --epochs=100
 """
 
 from __future__ import annotations
@@ -11,17 +11,20 @@ import dataclasses
 
 from absl import flags
 
-from experiments import cli
-
 from contrastive_tf import distribute  # noqa: E402  (after cli quiets TensorFlow)
 from contrastive_tf.encoders import ENCODERS  # noqa: E402
 from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS  # noqa: E402
 from contrastive_tf.pretraining import PRECISIONS, PretrainConfig, pretrain  # noqa: E402
+from experiments import cli
 
 D = PretrainConfig()
 
-flags.DEFINE_string("dataset", D.dataset, "'sample' (embedded MNIST digits), a TFDS name "
-                    "(mnist, fashion_mnist, cifar10, cifar100, stl10), a Keras-layout .npz, or an image folder.")
+flags.DEFINE_string(
+    "dataset",
+    D.dataset,
+    "'sample' (embedded MNIST digits), a TFDS name "
+    "(mnist, fashion_mnist, cifar10, cifar100, stl10), a Keras-layout .npz, or an image folder.",
+)
 flags.DEFINE_string("data_dir", D.data_dir, "TFDS data directory.")
 flags.DEFINE_integer("image_size", D.image_size, "Resize images to this square size (default: native size).")
 flags.DEFINE_enum("strategy", D.strategy, distribute.STRATEGIES, "tf.distribute strategy.")
@@ -47,13 +50,16 @@ flags.DEFINE_enum("precision", D.precision, PRECISIONS, "Keras dtype policy.")
 flags.DEFINE_string("model_dir", D.model_dir, "Checkpoints, TensorBoard logs, figures; rerun to resume.")
 flags.DEFINE_string("export_dir", D.export_dir, "SavedModel export folder (default: MODEL_DIR/export).")
 flags.DEFINE_boolean("overwrite", D.overwrite, "Replace an existing export.")
-flags.DEFINE_integer("checkpoint_every_steps", D.checkpoint_every_steps, "Checkpoint interval in steps "
-                     "(default: every epoch).")
+flags.DEFINE_integer(
+    "checkpoint_every_steps", D.checkpoint_every_steps, "Checkpoint interval in steps (default: every epoch)."
+)
 FLAGS = flags.FLAGS
 
 
 def config_from_flags() -> PretrainConfig:
-    values = {field.name: FLAGS[field.name].value for field in dataclasses.fields(PretrainConfig) if field.name in FLAGS}
+    values = {
+        field.name: FLAGS[field.name].value for field in dataclasses.fields(PretrainConfig) if field.name in FLAGS
+    }
     values["blur"] = {"auto": None, "true": True, "false": False}[FLAGS.blur]
     return PretrainConfig(**values)
 

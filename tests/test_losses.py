@@ -63,9 +63,7 @@ def _loss_and_gradient(strategy, z_a, z_b, weights, temperature):
     """Loss of a linear projection of fixed features, and its gradient, under `strategy`."""
     with strategy.scope():
         variable = tf.Variable(weights)
-    batches = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensor_slices((z_a, z_b)).batch(len(z_a))
-    )
+    batches = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((z_a, z_b)).batch(len(z_a)))
 
     @tf.function
     def step(batch):
