@@ -57,6 +57,10 @@ class SimCLR(keras.Model):
         self.contrastive_accuracy = keras.metrics.SparseCategoricalAccuracy(name="contrastive_accuracy")
         self.probe_loss_tracker = keras.metrics.Mean(name="probe_loss")
         self.probe_accuracy = keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy")
+        # An encoder with a known input shape builds the whole model now, so that a saved
+        # .keras file records the shapes and restores the optimizer state too.
+        if getattr(encoder, "inputs", None):
+            self.build((None, *encoder.input_shape[1:]))
 
     def build(self, input_shape):
         h_shape = self.encoder.compute_output_shape(input_shape)

@@ -203,7 +203,7 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         keras.callbacks.TensorBoard(str(model_dir / "logs"), update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]
-    model.fit(batches, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+    model.fit(batches, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
     history = _read_history(model_dir / "history.csv")
     if not is_chief:
         return PretrainResult(model, history, None, None, None, [])

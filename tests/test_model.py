@@ -58,6 +58,7 @@ def test_model_round_trips_through_a_keras_file(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path, safe_mode=True)
     assert isinstance(restored, SimCLR) and restored.temperature == 0.5 and restored.num_classes == 10
+    assert int(restored.optimizer.iterations) == int(model.optimizer.iterations) == 4  # optimizer state came too
     images = _images(4, seed=1)
     np.testing.assert_allclose(restored(images).numpy(), model(images).numpy(), rtol=1e-5, atol=1e-6)
     # It keeps training from where it was.

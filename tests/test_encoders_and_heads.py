@@ -1,0 +1,71 @@
+"""Encoders and projection heads: shapes, stems, width, synchronised batch norm."""
+
+import keras
+import numpy as np
+import pytest
+
+from contrastive_tf.encoders import build_encoder
+from contrastive_tf.errors import UsageError
+from contrastive_tf.heads import ProjectionHead
+
+
+@pytest.mark.parametrize(
+    "name, input_shape, width, units",
+    [
+        ("small_cnn", (28, 28, 1), 1.0, 256),
+        ("small_cnn", (28, 28, 1), 0.5, 128),
+        ("resnet18", (32, 32, 3), 0.25, 128),
+        ("resnet34", (32, 32, 3), 0.125, 64),
+        ("resnet50", (32, 32, 3), 0.125, 256),
+        ("resnet18", (64, 64, 3), 0.125, 64),
+    ],
+)
+def test_encoder_gives_a_flat_representation(name, input_shape, width, units):
+    encoder = build_encoder(name, input_shape, width)
+    h = encoder(np.zeros((2, *input_shape), np.float32))
+    assert h.shape == (2, units)
+
+
+def test_small_images_get_the_cifar_stem_and_large_ones_the_imagenet_stem():
+    cifar = build_encoder("resnet18", (32, 32, 3), 0.125)
+    imagenet = build_encoder("resnet18", (64, 64, 3), 0.125)
+    first_conv = [layer for layer in cifar.layers if isinstance(layer, keras.layers.Conv2D)][0]
+    assert first_conv.kernel_size == (3, 3) and first_conv.strides == (1, 1)
+    assert not any(isinstance(layer, keras.layers.MaxPooling2D) for layer in cifar.layers)
+    first_conv = [layer for layer in imagenet.layers if isinstance(layer, keras.layers.Conv2D)][0]
+    assert first_conv.kernel_size == (7, 7) and first_conv.strides == (2, 2)
+    assert any(isinstance(layer, keras.layers.MaxPooling2D) for layer in imagenet.layers)
+
+
+def test_resnet18_has_the_standard_parameter_count():
+    # ResNet-18 with the CIFAR stem and no classifier: 11.17 M parameters.
+    assert build_encoder("resnet18", (32, 32, 3)).count_params() == pytest.approx(11.17e6, rel=0.01)
+
+
+def test_every_batch_norm_is_synchronised():
+    for encoder in (build_encoder("small_cnn", (28, 28, 1)), build_encoder("resnet18", (32, 32, 3), 0.125)):
+        norms = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert norms and all(layer.synchronized for layer in norms)
+
+
+def test_unknown_encoder_and_bad_width_are_usage_errors():
+    with pytest.raises(UsageError, match="unknown encoder 'vgg'"):
+        build_encoder("vgg", (32, 32, 3))
+    with pytest.raises(UsageError, match="width must be > 0"):
+        build_encoder("resnet18", (32, 32, 3), 0)
+
+
+@pytest.mark.parametrize("num_layers, batch_norm", [(2, False), (3, True)])
+def test_projection_head_v1_and_v2(num_layers, batch_norm):
+    head = ProjectionHead(num_layers=num_layers, output_dim=16)
+    z = head(np.ones((4, 32), np.float32))
+    assert z.shape == (4, 16) and head.batch_norm is batch_norm
+    assert len(head.dense_layers) == num_layers
+    assert head.layers_upto(1, np.ones((4, 32), np.float32)).shape == (4, 32)  # hidden width = width of h
+
+
+def test_projection_head_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="num_layers"):
+        ProjectionHead(num_layers=0)
+    with pytest.raises(ValueError, match="output_dim"):
+        ProjectionHead(output_dim=0)
