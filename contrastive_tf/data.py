@@ -338,8 +338,3 @@ def pretraining_batches(
     if not (with_labels and data.num_classes and data.unlabeled is None):
         dataset = dataset.map(lambda image, label: image, num_parallel_calls=_AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(_AUTOTUNE)
-
-
-def evaluation_batches(split: Split, batch_size: int = 512) -> tf.data.Dataset:
-    """(images, labels) batches in a fixed order, for feature extraction."""
-    return split.dataset.batch(batch_size).prefetch(_AUTOTUNE)

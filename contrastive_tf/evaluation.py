@@ -6,19 +6,21 @@ import dataclasses
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from contrastive_tf.data import Split, evaluation_batches
+from contrastive_tf.data import Split
 from contrastive_tf.model import to_unit_range
 
 
 def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """h for every image of `split` (inference mode, no augmentation), and the labels."""
-    features, labels = [], []
-    for images, batch_labels in evaluation_batches(split, batch_size):
-        # predict_on_batch reuses the model's compiled predict function across calls.
-        features.append(np.asarray(encoder.predict_on_batch(to_unit_range(images)), np.float32))
-        labels.append(batch_labels.numpy())
-    return np.concatenate(features), np.concatenate(labels)
+    """h for every image of `split` (inference mode, no augmentation), and the labels.
+
+    `predict` splits batches correctly under the strategy the encoder was built in.
+    """
+    images = split.dataset.map(lambda image, label: to_unit_range(image), num_parallel_calls=tf.data.AUTOTUNE)
+    features = encoder.predict(images.batch(batch_size).prefetch(tf.data.AUTOTUNE), verbose=0)
+    labels = np.concatenate(list(split.dataset.map(lambda image, label: label).batch(65_536).as_numpy_iterator()))
+    return np.asarray(features, np.float32), labels
 
 
 @dataclasses.dataclass

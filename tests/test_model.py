@@ -85,10 +85,14 @@ def test_mirrored_training_step_matches_single_device(mirrored):
     single_loss, single_weights = _one_step_weights(tf.distribute.OneDeviceStrategy("/cpu:0"), initial, images)
     mirrored_loss, mirrored_weights = _one_step_weights(mirrored, initial, images)
     assert mirrored_loss == pytest.approx(single_loss, rel=1e-4)
-    moved = [np.abs(after - before).max() for after, before in zip(single_weights, initial)]
-    assert max(moved) > 1e-3  # the step did change the weights
-    for single, distributed in zip(single_weights, mirrored_weights):
-        np.testing.assert_allclose(distributed, single, rtol=1e-3, atol=1e-5)
+    for before, single, distributed in zip(initial, single_weights, mirrored_weights):
+        single_update, distributed_update = single - before, distributed - before
+        if np.linalg.norm(single_update) == 0:  # e.g. BN moving variance of a constant channel
+            continue
+        # Summation order differs across replicas, so compare updates, not bits. A missing
+        # gather, unsynchronised BN or a doubled gradient would be off by tens of percent.
+        relative = np.linalg.norm(distributed_update - single_update) / np.linalg.norm(single_update)
+        assert relative < 1e-2
 
 
 def test_non_positive_temperature_is_rejected():

@@ -96,3 +96,21 @@ def test_killed_run_resumes_from_its_last_checkpoint(mnist_subset, tmp_path):
     rows = np.genfromtxt(tmp_path / "history.csv", delimiter=",", names=True)
     assert sorted(set(rows["epoch"].astype(int))) == [0, 1, 2]
     assert (tmp_path / "export" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_mirrored_run_on_two_cpu_replicas_in_bfloat16_exports(mnist_subset, tmp_path):
+    result = _run(
+        f"--dataset={mnist_subset}",
+        "--strategy=mirrored",
+        "--cpu_replicas=2",
+        "--precision=mixed_bfloat16",
+        "--epochs=1",
+        "--batch_size=500",
+        "--width=0.5",
+        f"--model_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "learned" in result.stdout and (tmp_path / "export" / "saved_model.pb").exists()
+    metadata = json.loads((tmp_path / "export" / "export_metadata.json").read_text())
+    assert metadata["config"]["strategy"] == "mirrored" and metadata["final_loss"] > 0
