@@ -110,6 +110,29 @@ def _split(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
     return tf.unstack(tf.random.experimental.stateless_split(seed, num))
 
 
+class RandomlyApplied(RandomImageLayer):
+    """Base class: `transform` applied to each image with probability `probability`.
+
+    The transform runs on the whole batch and the choice is made per image, which keeps
+    the batch vectorised. Subclasses implement `transform(images)`.
+    """
+
+    def __init__(self, probability: float, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        _check_probability("probability", probability)
+        self.probability = probability
+
+    def transform(self, images: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def augment(self, images, seed):
+        chosen = _uniform(seed, [tf.shape(images)[0]]) < self.probability
+        return _per_image(chosen, self.transform(images), images)
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability}
+
+
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class RandomResizedCrop(RandomImageLayer):
     """Crops a random area and aspect ratio of each image, resized back to `size`.
@@ -183,7 +206,7 @@ class RandomResizedCrop(RandomImageLayer):
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
-class RandomHorizontalFlip(RandomImageLayer):
+class RandomHorizontalFlip(RandomlyApplied):
     """Mirrors each image left-right with probability `probability`.
 
     Keras' `RandomFlip` flips per image too, but its `SeedGenerator` can repeat draws
@@ -195,16 +218,10 @@ class RandomHorizontalFlip(RandomImageLayer):
     """
 
     def __init__(self, probability: float = 0.5, seed: int | None = None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        _check_probability("probability", probability)
-        self.probability = probability
+        super().__init__(probability, seed=seed, **kwargs)
 
-    def augment(self, images, seed):
-        flip = _uniform(seed, [tf.shape(images)[0]]) < self.probability
-        return _per_image(flip, tf.reverse(images, axis=[2]), images)
-
-    def get_config(self):
-        return {**super().get_config(), "probability": self.probability}
+    def transform(self, images):
+        return tf.reverse(images, axis=[2])
 
 
 def _adjust_brightness(images, factor):
@@ -296,7 +313,7 @@ class RandomColorJitter(RandomImageLayer):
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
-class RandomGrayscale(RandomImageLayer):
+class RandomGrayscale(RandomlyApplied):
     """Turns each image to grayscale (keeping its channels) with probability `probability`.
 
     Args:
@@ -305,16 +322,10 @@ class RandomGrayscale(RandomImageLayer):
     """
 
     def __init__(self, probability: float = 0.2, seed: int | None = None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        _check_probability("probability", probability)
-        self.probability = probability
+        super().__init__(probability, seed=seed, **kwargs)
 
-    def augment(self, images, seed):
-        gray = _uniform(seed, [tf.shape(images)[0]]) < self.probability
-        return _per_image(gray, _grayscale(images), images)
-
-    def get_config(self):
-        return {**super().get_config(), "probability": self.probability}
+    def transform(self, images):
+        return _grayscale(images)
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -445,11 +456,8 @@ class RandomRotation(RandomImageLayer):
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
-class RandomApply(RandomImageLayer):
+class RandomApply(RandomlyApplied):
     """Applies `layer` to each image with probability `probability`, else passes it through.
-
-    The wrapped layer runs on the whole batch and the choice is made per image, which
-    keeps the batch vectorised.
 
     Args:
         layer: any Keras layer that keeps the image shape.
@@ -461,27 +469,21 @@ class RandomApply(RandomImageLayer):
     """
 
     def __init__(self, layer: keras.layers.Layer, probability: float = 0.5, seed: int | None = None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        _check_probability("probability", probability)
+        super().__init__(probability, seed=seed, **kwargs)
         if isinstance(layer, dict):
             layer = keras.saving.deserialize_keras_object(layer)
         if not isinstance(layer, keras.layers.Layer):
             raise ValueError(f"`layer` must be a Keras layer; received layer={layer!r}.")
-        self.layer, self.probability = layer, probability
+        self.layer = layer
 
     def build(self, input_shape):
         self.layer.build(input_shape)
 
-    def augment(self, images, seed):
-        apply = _uniform(seed, [tf.shape(images)[0]]) < self.probability
-        return _per_image(apply, self.layer(images, training=True), images)
+    def transform(self, images):
+        return self.layer(images, training=True)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "layer": keras.saving.serialize_keras_object(self.layer),
-            "probability": self.probability,
-        }
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
