@@ -53,6 +53,9 @@ flags.DEFINE_boolean("overwrite", D.overwrite, "Replace an existing export.")
 flags.DEFINE_integer(
     "checkpoint_every_steps", D.checkpoint_every_steps, "Checkpoint interval in steps (default: every epoch)."
 )
+flags.DEFINE_enum(
+    "verbose", "auto", ("auto", "0", "1", "2"), "Keras fit verbosity: 1 progress bar, 2 a line per epoch."
+)
 FLAGS = flags.FLAGS
 
 
@@ -61,6 +64,7 @@ def config_from_flags() -> PretrainConfig:
         field.name: FLAGS[field.name].value for field in dataclasses.fields(PretrainConfig) if field.name in FLAGS
     }
     values["blur"] = {"auto": None, "true": True, "false": False}[FLAGS.blur]
+    values["verbose"] = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     return PretrainConfig(**values)
 
 
