@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
-# Quiet TensorFlow's C++ start-up chatter before it is imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags, logging
 
 USAGE_ERROR = 2
 

@@ -11,10 +11,10 @@ import dataclasses
 
 from absl import flags
 
-from contrastive_tf import distribute  # noqa: E402  (after cli quiets TensorFlow)
-from contrastive_tf.encoders import ENCODERS  # noqa: E402
-from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS  # noqa: E402
-from contrastive_tf.pretraining import PRECISIONS, PretrainConfig, pretrain  # noqa: E402
+from contrastive_tf import distribute
+from contrastive_tf.encoders import ENCODERS
+from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS
+from contrastive_tf.pretraining import PRECISIONS, PretrainConfig, pretrain
 from experiments import cli
 
 D = PretrainConfig()

@@ -1,14 +1,11 @@
 """Test set-up: two logical CPU devices (for MirroredStrategy) and the shared data."""
 
-import os
 import pathlib
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from contrastive_tf.distribute import use_logical_cpus  # noqa: E402
+from contrastive_tf.distribute import use_logical_cpus
 
 # Must happen before TensorFlow touches a device, so it runs when pytest loads this file.
 use_logical_cpus(2)

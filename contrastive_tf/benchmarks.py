@@ -1,0 +1,194 @@
+"""Throughput measurements: the machine's matmul peak, SimCLR train-step images/s and
+model FLOPs utilisation (MFU), and the rates of the augmentation and the input pipeline.
+
+Every rate is measured after a warm-up (tracing, autotuning) over enough steps to be
+stable; FLOPs are counted from the model's own layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.data import ImageData, Split, pretraining_batches
+from contrastive_tf.encoders import build_encoder
+from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.model import SimCLR, to_unit_range
+
+VIEWS_PER_IMAGE = 2
+# A training step costs about three forward passes: the forward pass itself, and the
+# gradients with respect to activations and to weights, each as large as the forward.
+TRAINING_FLOPS_PER_FORWARD = 3
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One row of the benchmark table."""
+
+    name: str
+    encoder: str
+    image_size: int
+    batch_size: int
+    precision: str
+    jit_compile: bool
+    images_per_second: float
+    mfu: float | None = None
+    training_gflops_per_image: float | None = None
+    peak_rss_mb: float = 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(run: Callable[[], object], warmup: int, repeats: int) -> float:
+    """Seconds per call of `run`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        run()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    return (time.perf_counter() - start) / repeats
+
+
+def matmul_peak_flops(dtype: tf.DType, size: int = 4096, repeats: int = 10) -> float:
+    """Measured FLOP/s of a square `size` matmul in `dtype`: the machine's practical peak."""
+    a = tf.random.normal([size, size], dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    seconds = _timed(lambda: matmul().numpy(), warmup=2, repeats=repeats)
+    return 2 * size**3 / seconds
+
+
+def forward_flops(model: keras.Model | keras.layers.Layer, input_shape: tuple[int, ...]) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one forward pass of one example through the
+    convolution and dense layers of `model` (element-wise layers are negligible)."""
+    flops = 0.0
+    for layer in _leaf_layers(model):
+        if isinstance(layer, keras.layers.Conv2D):
+            height, width = layer.output.shape[1:3]
+            kernel = np.prod(layer.kernel.shape)  # kh * kw * c_in * c_out
+            flops += 2 * height * width * kernel
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * np.prod(layer.kernel.shape)
+    return float(flops)
+
+
+def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    children = [child for child in layer._flatten_layers(include_self=False, recursive=False)]
+    if not children:
+        return [layer]
+    return [leaf for child in children for leaf in _leaf_layers(child)]
+
+
+def training_flops_per_image(model: SimCLR) -> float:
+    """FLOPs of one training image: two views through encoder and head, forward and back."""
+    input_shape = model.encoder.input_shape[1:]
+    forward = forward_flops(model.encoder, input_shape) + forward_flops(model.projection_head, ())
+    return VIEWS_PER_IMAGE * TRAINING_FLOPS_PER_FORWARD * forward
+
+
+def _synthetic_images(count: int, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, *shape), dtype=np.uint8)
+
+
+def train_step_throughput(
+    encoder: str,
+    image_shape: tuple[int, int, int],
+    batch_size: int,
+    precision: str,
+    jit_compile: bool,
+    peak_flops: float,
+    steps: int = 10,
+    warmup: int = 3,
+) -> Measurement:
+    """Images/s of `SimCLR.fit` on synthetic uint8 images, and its MFU against `peak_flops`."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = SimCLR(
+            build_encoder(encoder, image_shape),
+            ProjectionHead(),
+            SimCLRAugment(color_jitter_strength=0.5, blur=False, seed=0),
+            temperature=0.5,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit_compile)
+        batch = tf.constant(_synthetic_images(batch_size, image_shape))
+        batches = tf.data.Dataset.from_tensors(batch).repeat()
+        model.fit(batches, steps_per_epoch=warmup, epochs=1, verbose=0)
+        start = time.perf_counter()
+        model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+        images_per_second = steps * batch_size / (time.perf_counter() - start)
+        flops = training_flops_per_image(model)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return Measurement(
+        name="simclr_train_step",
+        encoder=encoder,
+        image_size=image_shape[0],
+        batch_size=batch_size,
+        precision=precision,
+        jit_compile=jit_compile,
+        images_per_second=images_per_second,
+        mfu=flops * images_per_second / peak_flops,
+        training_gflops_per_image=flops / 1e9,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
+def augmentation_throughput(image_shape: tuple[int, int, int], batch_size: int = 512, repeats: int = 10) -> Measurement:
+    """Images/s at which `SimCLRAugment.cifar()` makes both views of a batch."""
+    augment = SimCLRAugment.cifar(seed=0)
+    images = tf.constant(_synthetic_images(batch_size, image_shape))
+    views = tf.function(lambda: (augment(to_unit_range(images)), augment(to_unit_range(images))))
+    seconds = _timed(lambda: [view.numpy() for view in views()], warmup=2, repeats=repeats)
+    return Measurement(
+        name="augmentation_two_views",
+        encoder="-",
+        image_size=image_shape[0],
+        batch_size=batch_size,
+        precision="float32",
+        jit_compile=False,
+        images_per_second=batch_size / seconds,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
+def input_pipeline_throughput(
+    image_shape: tuple[int, int, int], batch_size: int = 512, count: int = 10_240, batches: int = 20
+) -> Measurement:
+    """Images/s of the whole tf.data pipeline (cache, shuffle, batch, prefetch) with both
+    views made in a parallel map, as a user who augments in tf.data would run it."""
+    images = _synthetic_images(count, image_shape)
+    data = ImageData(
+        "synthetic", image_shape, Split(tf.data.Dataset.from_tensor_slices((images, np.zeros(count, np.int64))), count)
+    )
+    augment = SimCLRAugment.cifar(seed=0)
+    pipeline = (
+        pretraining_batches(data, batch_size, seed=0, with_labels=False)
+        .map(
+            lambda batch: (augment(to_unit_range(batch)), augment(to_unit_range(batch))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .repeat()
+    )
+    iterator = iter(pipeline)
+    seconds = _timed(lambda: next(iterator), warmup=3, repeats=batches)
+    return Measurement(
+        name="input_pipeline_two_views",
+        encoder="-",
+        image_size=image_shape[0],
+        batch_size=batch_size,
+        precision="float32",
+        jit_compile=False,
+        images_per_second=batch_size / seconds,
+        peak_rss_mb=peak_rss_mb(),
+    )

@@ -1,0 +1,103 @@
+"""Measure throughput on this machine and print one table (and `--json` rows).
+
+    python -m experiments.benchmark                   # the full table, a few minutes on 2 CPU cores
+    python -m experiments.benchmark --json=bench.json --steps=5
+
+Rows: the float32 and bfloat16 matmul peaks; the SimCLR train step of the small CNN
+(28 px) and ResNet-18 (32 px) at each precision, with and without XLA; the augmentation
+alone; and the whole tf.data input pipeline making two views.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+import contrastive_tf
+from contrastive_tf import benchmarks
+from experiments import cli
+
+ENCODER_SHAPES = {"small_cnn": (28, 28, 1), "resnet18": (32, 32, 3)}
+
+flags.DEFINE_string("json", None, "Also write the rows as a JSON list to this path.")
+flags.DEFINE_list("encoders", list(ENCODER_SHAPES), f"Encoders to time: {', '.join(ENCODER_SHAPES)}.")
+flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Keras dtype policies to time.")
+flags.DEFINE_list("jit_compile", ["false", "true"], "XLA settings to time (true, false).")
+flags.DEFINE_integer("batch_size", 256, "Images per train step (each gives two views).")
+flags.DEFINE_integer("steps", 10, "Timed train steps per row, after 3 warm-up steps.")
+FLAGS = flags.FLAGS
+
+
+def _table(rows: list[benchmarks.Measurement]) -> str:
+    header = (
+        f"{'name':<26}{'encoder':<11}{'px':>4}{'batch':>7}  {'precision':<15}{'xla':<6}"
+        f"{'img/s':>10}{'MFU':>8}{'GFLOP/img':>11}{'RSS MB':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        mfu = f"{row.mfu:.1%}" if row.mfu is not None else "-"
+        gflops = f"{row.training_gflops_per_image:.3f}" if row.training_gflops_per_image is not None else "-"
+        lines.append(
+            f"{row.name:<26}{row.encoder:<11}{row.image_size:>4}{row.batch_size:>7}  {row.precision:<15}"
+            f"{str(row.jit_compile).lower():<6}{row.images_per_second:>10.1f}{mfu:>8}{gflops:>11}{row.peak_rss_mb:>9.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    unknown = set(FLAGS.encoders) - set(ENCODER_SHAPES)
+    if unknown:
+        cli.fail(f"unknown encoders {', '.join(sorted(unknown))}; choose from {', '.join(ENCODER_SHAPES)}")
+    if not set(FLAGS.jit_compile) <= {"true", "false"}:
+        cli.fail(f"--jit_compile takes true and/or false, got {','.join(FLAGS.jit_compile)}")
+    peaks = {
+        "float32": benchmarks.matmul_peak_flops(tf.float32),
+        "bfloat16": benchmarks.matmul_peak_flops(tf.bfloat16),
+    }
+    print("matmul 4096^2 peak: " + ", ".join(f"{name} {flops / 1e9:.0f} GFLOP/s" for name, flops in peaks.items()))
+    rows = []
+    for encoder in FLAGS.encoders:
+        for precision in FLAGS.precisions:
+            peak = peaks["bfloat16" if "bfloat16" in precision else "float32"]
+            for jit in FLAGS.jit_compile:
+                rows.append(
+                    benchmarks.train_step_throughput(
+                        encoder, ENCODER_SHAPES[encoder], FLAGS.batch_size, precision, jit == "true", peak, FLAGS.steps
+                    )
+                )
+                print(_table(rows[-1:]).splitlines()[-1], flush=True)
+    augmentation = benchmarks.augmentation_throughput((32, 32, 3))
+    pipeline = benchmarks.input_pipeline_throughput((32, 32, 3))
+    rows += [augmentation, pipeline]
+    print()
+    print(_table(rows))
+    resnet = [r for r in rows if r.name == "simclr_train_step" and r.encoder == "resnet18"]
+    if resnet:
+        fastest = max(resnet, key=lambda r: r.images_per_second)
+        print(
+            f"\naugmentation makes views {augmentation.images_per_second / fastest.images_per_second:.1f}x faster than "
+            f"the fastest ResNet-18 step consumes them ({fastest.precision}, xla={str(fastest.jit_compile).lower()})"
+        )
+    if FLAGS.json:
+        versions = {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+            "contrastive_tf": contrastive_tf.__version__,
+        }
+        common = {"matmul_peak_gflops": {k: v / 1e9 for k, v in peaks.items()}, "versions": versions}
+        with open(FLAGS.json, "w") as file:
+            json.dump([{**dataclasses.asdict(row), **common} for row in rows], file, indent=2)
+        print(f"rows written to {FLAGS.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    cli.run(main)
