@@ -155,14 +155,19 @@ def train_step_throughput(
     )
 
 
-def augmentation_throughput(image_shape: tuple[int, int, int], batch_size: int = 512, repeats: int = 10) -> Measurement:
-    """Images/s at which `SimCLRAugment.cifar()` makes both views of a batch."""
-    augment = SimCLRAugment.cifar(seed=0)
-    images = tf.constant(_synthetic_images(batch_size, image_shape))
-    views = tf.function(lambda: (augment(to_unit_range(images)), augment(to_unit_range(images))))
-    seconds = _timed(lambda: [view.numpy() for view in views()], warmup=2, repeats=repeats)
+def _two_views(augment: SimCLRAugment) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """A function that makes both views of a uint8 batch with `augment`."""
+
+    def views(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        images = to_unit_range(batch)
+        return augment(images), augment(images)
+
+    return views
+
+
+def _views_measurement(name: str, image_shape: tuple[int, int, int], batch_size: int, seconds: float) -> Measurement:
     return Measurement(
-        name="augmentation_two_views",
+        name=name,
         encoder="-",
         image_size=image_shape[0],
         batch_size=batch_size,
@@ -171,6 +176,14 @@ def augmentation_throughput(image_shape: tuple[int, int, int], batch_size: int =
         images_per_second=batch_size / seconds,
         peak_rss_mb=peak_rss_mb(),
     )
+
+
+def augmentation_throughput(image_shape: tuple[int, int, int], batch_size: int = 512, repeats: int = 10) -> Measurement:
+    """Images/s at which `SimCLRAugment.cifar()` makes both views of a batch."""
+    images = tf.constant(_synthetic_images(batch_size, image_shape))
+    views = tf.function(_two_views(SimCLRAugment.cifar(seed=0)))
+    seconds = _timed(lambda: [view.numpy() for view in views(images)], warmup=2, repeats=repeats)
+    return _views_measurement("augmentation_two_views", image_shape, batch_size, seconds)
 
 
 def input_pipeline_throughput(
@@ -182,24 +195,8 @@ def input_pipeline_throughput(
     data = ImageData(
         "synthetic", image_shape, Split(tf.data.Dataset.from_tensor_slices((images, np.zeros(count, np.int64))), count)
     )
-    augment = SimCLRAugment.cifar(seed=0)
-    pipeline = (
-        pretraining_batches(data, batch_size, seed=0, with_labels=False)
-        .map(
-            lambda batch: (augment(to_unit_range(batch)), augment(to_unit_range(batch))),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        .repeat()
-    )
-    iterator = iter(pipeline)
+    pipeline = pretraining_batches(data, batch_size, seed=0, with_labels=False)
+    views = _two_views(SimCLRAugment.cifar(seed=0))
+    iterator = iter(pipeline.map(views, num_parallel_calls=tf.data.AUTOTUNE).repeat())
     seconds = _timed(lambda: next(iterator), warmup=3, repeats=batches)
-    return Measurement(
-        name="input_pipeline_two_views",
-        encoder="-",
-        image_size=image_shape[0],
-        batch_size=batch_size,
-        precision="float32",
-        jit_compile=False,
-        images_per_second=batch_size / seconds,
-        peak_rss_mb=peak_rss_mb(),
-    )
+    return _views_measurement("input_pipeline_two_views", image_shape, batch_size, seconds)
