@@ -59,6 +59,12 @@ def nt_xent_logits(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> 
     return logits, tf.concat([targets, targets], axis=0)
 
 
+def mean_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Mean softmax cross-entropy of integer `targets` [M] under `logits` [M, K], in float32."""
+    targets = tf.cast(targets, tf.int32)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32)))
+
+
 def nt_xent_loss(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> tf.Tensor:
     """SimCLR's NT-Xent loss: mean over all 2n local anchors of
     -log(exp(sim(i, pos)/tau) / sum_{k != i} exp(sim(i, k)/tau)), cosine similarity.
@@ -76,4 +82,4 @@ def nt_xent_loss(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> tf
         >>> loss = nt_xent_loss(z_a, z_b, temperature=0.1)
     """
     logits, targets = nt_xent_logits(z_a, z_b, temperature)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))
+    return mean_cross_entropy(targets, logits)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from contrastive_tf.losses import nt_xent_logits
+from contrastive_tf.losses import mean_cross_entropy, nt_xent_logits
 
 
 def to_unit_range(images: tf.Tensor) -> tf.Tensor:
@@ -87,7 +87,7 @@ class SimCLR(keras.Model):
             h_a, h_b = self.encoder(view_a, training=True), self.encoder(view_b, training=True)
             z_a, z_b = self.projection_head(h_a, training=True), self.projection_head(h_b, training=True)
             logits, targets = nt_xent_logits(z_a, z_b, self.temperature)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))
+            loss = mean_cross_entropy(targets, logits)
             total = loss + self._probe_loss(h_a, labels) + tf.add_n([0.0, *self.losses])
             # Keras sums the replicas' gradients; each replica's share makes that the mean.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -103,7 +103,7 @@ class SimCLR(keras.Model):
         if self.probe is None or labels is None:
             return tf.constant(0.0)
         logits = tf.cast(self.probe(tf.stop_gradient(h)), tf.float32)
-        probe_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits))
+        probe_loss = mean_cross_entropy(labels, logits)
         self.probe_loss_tracker.update_state(probe_loss)
         self.probe_accuracy.update_state(labels, logits)
         return probe_loss
