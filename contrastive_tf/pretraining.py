@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import os
 import pathlib
 
@@ -152,6 +153,30 @@ def build_model(config: PretrainConfig, data: ImageData, steps_per_epoch: int) -
     return model
 
 
+class CheckpointUnlessNaN(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that stops at the first non-finite loss and never checkpoints
+    the weights that produced it, so the last checkpoint on disk is always a good one.
+    (Keras' `TerminateOnNaN` stops too, but the epoch-end checkpoint would still save.)"""
+
+    nan_epoch: int | None = None
+    _epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_epoch = self._epoch
+            self.model.stop_training = True
+            return
+        super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.nan_epoch is None:
+            super().on_epoch_end(epoch, logs)
+
+
 def _read_history(path: pathlib.Path) -> dict[str, list[float]]:
     """The per-epoch metrics of the whole run, across resumes, from the CSV log."""
     if not path.exists():
@@ -190,20 +215,25 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     with strategy.scope():
         model = build_model(config, data, steps_per_epoch)
     is_chief = _is_chief(strategy)
+    checkpoints = CheckpointUnlessNaN(
+        str(model_dir / "checkpoints" if is_chief else model_dir / f"checkpoints-worker-{_task_id()}"),
+        save_freq=config.checkpoint_every_steps or "epoch",
+        delete_checkpoint=False,
+        double_checkpoint=True,
+    )
     callbacks = [
         # The CSV row of an epoch is written before its checkpoint: a kill in between
         # repeats that epoch on resume, and `_read_history` keeps the repeat's row.
         keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(
-            str(model_dir / "checkpoints" if is_chief else model_dir / f"checkpoints-worker-{_task_id()}"),
-            save_freq=config.checkpoint_every_steps or "epoch",
-            delete_checkpoint=False,
-            double_checkpoint=True,
-        ),
+        checkpoints,
         keras.callbacks.TensorBoard(str(model_dir / "logs"), update_freq="epoch"),
-        keras.callbacks.TerminateOnNaN(),
     ]
     model.fit(batches, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    if checkpoints.nan_epoch is not None:
+        raise UsageError(
+            f"the loss became NaN in epoch {checkpoints.nan_epoch + 1}; lower --learning_rate (or raise "
+            f"--temperature) and rerun: it resumes from the last good checkpoint in {model_dir / 'checkpoints'}"
+        )
     history = _read_history(model_dir / "history.csv")
     if not is_chief:
         return PretrainResult(model, history, None, None, None, [])
