@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from absl import app, flags, logging
+
+from contrastive_tf.errors import UsageError
 
 USAGE_ERROR = 2
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Prints `message` as one line on stderr and exits with the usage-error status."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(USAGE_ERROR)
@@ -25,7 +28,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run(main: Callable[[list[str]], None]) -> None:
     """Runs `main` under absl; a UsageError from the library becomes a one-line exit 2."""
-    from contrastive_tf.errors import UsageError
 
     def guarded(argv: list[str]) -> None:
         # SavedModel writing logs every asset at INFO level; keep the console for progress.
