@@ -79,7 +79,7 @@ def matmul_peak_flops(dtype: tf.DType, size: int = 4096, chain: int = 8, repeats
     return 2 * size**3 * chain / seconds
 
 
-def forward_flops(model: keras.Model | keras.layers.Layer, input_shape: tuple[int, ...]) -> float:
+def forward_flops(model: keras.Model | keras.layers.Layer) -> float:
     """Multiply-add FLOPs (2 per MAC) of one forward pass of one example through the
     convolution and dense layers of `model` (element-wise layers are negligible)."""
     flops = 0.0
@@ -94,7 +94,8 @@ def forward_flops(model: keras.Model | keras.layers.Layer, input_shape: tuple[in
 
 
 def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    children = [child for child in layer._flatten_layers(include_self=False, recursive=False)]
+    # Keras has no public walk over nested layers (a head's Dense layers, say).
+    children = list(layer._flatten_layers(include_self=False, recursive=False))
     if not children:
         return [layer]
     return [leaf for child in children for leaf in _leaf_layers(child)]
@@ -102,8 +103,7 @@ def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
 
 def training_flops_per_image(model: SimCLR) -> float:
     """FLOPs of one training image: two views through encoder and head, forward and back."""
-    input_shape = model.encoder.input_shape[1:]
-    forward = forward_flops(model.encoder, input_shape) + forward_flops(model.projection_head, ())
+    forward = forward_flops(model.encoder) + forward_flops(model.projection_head)
     return VIEWS_PER_IMAGE * TRAINING_FLOPS_PER_FORWARD * forward
 
 

@@ -30,6 +30,14 @@ def _replace_directory(staged: pathlib.Path, target: pathlib.Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+def check_export_target(export_dir: str | os.PathLike, overwrite: bool) -> pathlib.Path:
+    """The absolute export path; raises UsageError if it exists and `overwrite` is False."""
+    target = pathlib.Path(export_dir).expanduser().resolve()
+    if target.exists() and not overwrite:
+        raise UsageError(f"export directory {target} already exists; pass --overwrite to replace it, or choose another")
+    return target
+
+
 def export_encoder(
     encoder: keras.Model,
     export_dir: str | os.PathLike,
@@ -50,9 +58,7 @@ def export_encoder(
     Raises:
         UsageError: `export_dir` exists and `overwrite` is False.
     """
-    target = pathlib.Path(export_dir).expanduser().resolve()
-    if target.exists() and not overwrite:
-        raise UsageError(f"export directory {target} already exists; pass --overwrite to replace it, or choose another")
+    target = check_export_target(export_dir, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
 
     def representation(images):

@@ -21,7 +21,7 @@ from contrastive_tf.data import ImageData, load_data, pretraining_batches
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import ProbeResult, probe_encoder
-from contrastive_tf.export import export_encoder
+from contrastive_tf.export import check_export_target, export_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.model import SimCLR
 from contrastive_tf.optimizers import (
@@ -205,11 +205,8 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     batches = pretraining_batches(data, config.batch_size, seed=config.seed)
     steps_per_epoch = data.pretrain.num_examples // config.batch_size
     model_dir = pathlib.Path(config.model_dir).expanduser()
-    export_dir = pathlib.Path(config.export_dir or model_dir / "export").expanduser()
-    if export_dir.exists() and not config.overwrite:
-        raise UsageError(
-            f"export directory {export_dir} already exists; pass --overwrite to replace it, or choose another"
-        )
+    # Refuse an existing export before training, not after it.
+    export_dir = check_export_target(config.export_dir or model_dir / "export", config.overwrite)
     model_dir.mkdir(parents=True, exist_ok=True)
 
     with strategy.scope():

@@ -19,12 +19,12 @@ def test_forward_flops_counts_convolutions_and_dense_layers():
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(2)(x)  # 6*2 MACs
     model = keras.Model(inputs, outputs)
-    assert forward_flops(model, (8, 8, 1)) == 2 * (8 * 8 * 36 + 4 * 4 * 216 + 12)
+    assert forward_flops(model) == 2 * (8 * 8 * 36 + 4 * 4 * 216 + 12)
 
 
 def test_resnet18_cifar_forward_is_about_half_a_gigamac():
     # The published figure for ResNet-18 on 32x32 CIFAR images is ~0.56 GMACs per image.
-    macs = forward_flops(build_encoder("resnet18", (32, 32, 3)), (32, 32, 3)) / 2
+    macs = forward_flops(build_encoder("resnet18", (32, 32, 3))) / 2
     assert macs == pytest.approx(0.556e9, rel=0.02)
 
 
