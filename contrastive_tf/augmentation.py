@@ -16,6 +16,10 @@ from collections.abc import Callable
 
 import keras
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # no public test for "inside XLA"
+
+# How far RngReadAndSkip(delta=1) advances the Philox counter; the XLA path does the same.
+_PHILOX_SKIP = [256, 0, 0]
 
 
 def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
@@ -80,7 +84,15 @@ class RandomImageLayer(keras.layers.Layer):
 
     def next_seed(self) -> tf.Tensor:
         """A fresh int64 [2] seed; never the same twice for this layer."""
-        state = tf.raw_ops.RngReadAndSkip(resource=self.rng_state.value.handle, alg=1, delta=tf.constant(1, tf.uint64))
+        handle = self.rng_state.value.handle
+        if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+            # XLA has no RngReadAndSkip kernel. A compiled train step runs one at a time,
+            # so reading and then advancing the counter (as RngReadAndSkip does) is safe.
+            state = tf.raw_ops.ReadVariableOp(resource=handle, dtype=tf.int64)
+            with tf.control_dependencies([state]):
+                tf.raw_ops.AssignAddVariableOp(resource=handle, value=tf.constant(_PHILOX_SKIP, tf.int64))
+        else:
+            state = tf.raw_ops.RngReadAndSkip(resource=handle, alg=1, delta=tf.constant(1, tf.uint64))
         seed = tf.stack([state[0], state[2]])
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
@@ -108,6 +120,22 @@ def _uniform(seed: tf.Tensor, shape, low: float = 0.0, high: float = 1.0) -> tf.
 
 def _split(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
     return tf.unstack(tf.random.experimental.stateless_split(seed, num))
+
+
+def _bilinear_weights(start: tf.Tensor, extent: tf.Tensor, out_size, in_size) -> tf.Tensor:
+    """[B, out_size, in_size] bilinear weights that sample `out_size` points evenly from
+    `start` to `start + extent` (fractions of the side), as `tf.image.crop_and_resize` does.
+
+    A crop is then two small matmuls, which XLA compiles (CropAndResize has no XLA
+    kernel) and which run faster than CropAndResize on CPUs.
+    """
+    last = tf.cast(in_size - 1, tf.float32)
+    steps = tf.cast(tf.maximum(out_size - 1, 1), tf.float32)
+    # One output point samples the middle of the crop.
+    fraction = tf.where(out_size > 1, tf.range(out_size, dtype=tf.float32) / steps, 0.5)
+    points = (start[:, None] + extent[:, None] * fraction[None, :]) * last  # [B, out]
+    pixels = tf.range(in_size, dtype=tf.float32)
+    return tf.nn.relu(1.0 - tf.abs(points[:, :, None] - pixels[None, None, :]))
 
 
 class RandomlyApplied(RandomImageLayer):
@@ -191,9 +219,10 @@ class RandomResizedCrop(RandomImageLayer):
         crop_h = tf.where(any_fits, tf.gather(crop_h, first, batch_dims=1), 1.0)
         top = _uniform(y_seed, [batch]) * (1.0 - crop_h)
         left = _uniform(x_seed, [batch]) * (1.0 - crop_w)
-        boxes = tf.stack([top, left, top + crop_h, left + crop_w], axis=1)
-        size = self.size if self.size is not None else shape[1:3]
-        crops = tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
+        out_h, out_w = self.size if self.size is not None else (images.shape[1], images.shape[2])
+        rows = _bilinear_weights(top, crop_h, out_h or shape[1], shape[1])
+        columns = _bilinear_weights(left, crop_w, out_w or shape[2], shape[2])
+        crops = tf.einsum("bih,bhwc,bjw->bijc", rows, images, columns)
         return tf.clip_by_value(crops, 0.0, 1.0)
 
     def compute_output_shape(self, input_shape):

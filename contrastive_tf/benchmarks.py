@@ -8,6 +8,7 @@ stable; FLOPs are counted from the model's own layers.
 from __future__ import annotations
 
 import dataclasses
+import math
 import resource
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from contrastive_tf.data import ImageData, Split, pretraining_batches
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.model import SimCLR, to_unit_range
+from contrastive_tf.precision import global_precision
 
 VIEWS_PER_IMAGE = 2
 # A training step costs about three forward passes: the forward pass itself, and the
@@ -120,15 +122,18 @@ def train_step_throughput(
     peak_flops: float,
     steps: int = 10,
     warmup: int = 3,
+    augment: bool = True,
 ) -> Measurement:
-    """Images/s of `SimCLR.fit` on synthetic uint8 images, and its MFU against `peak_flops`."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
+    """Images/s of `SimCLR.fit` on synthetic uint8 images, and its MFU against `peak_flops`.
+
+    With `augment=False` the views are the images themselves: the difference in step
+    time is what the in-model augmentation costs while training runs.
+    """
+    with global_precision(precision):
         model = SimCLR(
             build_encoder(encoder, image_shape),
             ProjectionHead(),
-            SimCLRAugment(color_jitter_strength=0.5, blur=False, seed=0),
+            SimCLRAugment(color_jitter_strength=0.5, blur=False, seed=0) if augment else keras.layers.Identity(),
             temperature=0.5,
         )
         model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit_compile)
@@ -139,10 +144,8 @@ def train_step_throughput(
         model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
         images_per_second = steps * batch_size / (time.perf_counter() - start)
         flops = training_flops_per_image(model)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     return Measurement(
-        name="simclr_train_step",
+        name="simclr_train_step" if augment else "simclr_step_no_augmentation",
         encoder=encoder,
         image_size=image_shape[0],
         batch_size=batch_size,
@@ -153,6 +156,13 @@ def train_step_throughput(
         training_gflops_per_image=flops / 1e9,
         peak_rss_mb=peak_rss_mb(),
     )
+
+
+def augmentation_rate_in_training(with_augmentation: Measurement, without_augmentation: Measurement) -> float:
+    """Images/s at which the in-model augmentation makes both views while training runs:
+    the inverse of the extra step time per image that augmenting adds."""
+    extra_seconds = 1 / with_augmentation.images_per_second - 1 / without_augmentation.images_per_second
+    return math.inf if extra_seconds <= 0 else 1 / extra_seconds
 
 
 def _two_views(augment: SimCLRAugment) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:

@@ -31,8 +31,7 @@ from contrastive_tf.optimizers import (
     warmup_cosine,
 )
 from contrastive_tf.plots import plot_training_curves, plot_view_pairs
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+from contrastive_tf.precision import JIT_COMPILE, PRECISIONS, global_precision, resolve_jit_compile, resolve_precision
 
 
 @dataclasses.dataclass
@@ -72,8 +71,9 @@ class PretrainConfig:
     color_jitter_strength: float = 0.5
     blur: bool | None = None
     crop_scale_min: float = 0.2
-    # Precision.
-    precision: str = "float32"
+    # Speed: "auto" picks the fastest correct setting for the hardware (see `precision`).
+    precision: str = "auto"
+    jit_compile: str | bool = "auto"
     # Outputs.
     model_dir: str = "runs/simclr"
     export_dir: str | None = None
@@ -104,6 +104,10 @@ class PretrainConfig:
                 f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
             ),
             (
+                isinstance(self.jit_compile, bool) or self.jit_compile in JIT_COMPILE,
+                f"unknown jit_compile {self.jit_compile!r}; choose one of {', '.join(JIT_COMPILE)}",
+            ),
+            (
                 self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
                 f"checkpoint_every_steps must be >= 1, got {self.checkpoint_every_steps}",
             ),
@@ -130,8 +134,9 @@ def encoder_name(config: PretrainConfig, image_shape: tuple[int, int, int]) -> s
     return "small_cnn" if max(image_shape[:2]) <= 28 else "resnet18"
 
 
-def build_model(config: PretrainConfig, data: ImageData, steps_per_epoch: int) -> SimCLR:
-    """The compiled SimCLR model for `config`; call inside the strategy's scope."""
+def build_model(config: PretrainConfig, data: ImageData, steps_per_epoch: int, jit_compile: bool = False) -> SimCLR:
+    """The compiled SimCLR model for `config`; call inside the strategy's scope, under
+    the dtype policy it should train in."""
     model = SimCLR(
         encoder=build_encoder(encoder_name(config, data.image_shape), data.image_shape, config.width),
         projection_head=ProjectionHead(config.projection_layers, config.projection_dim),
@@ -149,7 +154,7 @@ def build_model(config: PretrainConfig, data: ImageData, steps_per_epoch: int) -
     schedule = warmup_cosine(peak, config.epochs * steps_per_epoch, int(config.warmup_epochs * steps_per_epoch))
     optimizer = build_optimizer(config.optimizer, schedule, config.weight_decay)
     exclude_vectors_from_weight_decay(optimizer, model.trainable_variables)
-    model.compile(optimizer=optimizer)
+    model.compile(optimizer=optimizer, jit_compile=jit_compile)
     return model
 
 
@@ -197,10 +202,16 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     The encoder is exported to `config.export_dir` (default `model_dir/export`).
     """
     config.validate()
-    keras.mixed_precision.set_global_policy(config.precision)
-    keras.utils.set_random_seed(config.seed)
     strategy = distribute.build_strategy(config.strategy, config.tpu_address)
     distribute.check_batch_size(config.batch_size, strategy)
+    precision = resolve_precision(config.precision, strategy)
+    jit_compile = resolve_jit_compile(config.jit_compile, strategy)
+    with global_precision(precision):
+        return _pretrain(config, strategy, precision, jit_compile)
+
+
+def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precision: str, jit_compile: bool):
+    keras.utils.set_random_seed(config.seed)
     data = load_data(config.dataset, config.data_dir, config.image_size)
     batches = pretraining_batches(data, config.batch_size, seed=config.seed)
     steps_per_epoch = data.pretrain.num_examples // config.batch_size
@@ -210,7 +221,9 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     model_dir.mkdir(parents=True, exist_ok=True)
 
     with strategy.scope():
-        model = build_model(config, data, steps_per_epoch)
+        model = build_model(config, data, steps_per_epoch, jit_compile)
+    if config.verbose:
+        print(f"training {model.encoder.name} in {precision}, XLA {'on' if jit_compile else 'off'}")
     is_chief = _is_chief(strategy)
     checkpoints = CheckpointUnlessNaN(
         str(model_dir / "checkpoints" if is_chief else model_dir / f"checkpoints-worker-{_task_id()}"),
@@ -250,6 +263,8 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
 
     metadata = {
         "config": dataclasses.asdict(config),
+        "precision": precision,
+        "jit_compile": jit_compile,
         "dataset": data.name,
         "image_shape": data.image_shape,
         "encoder": model.encoder.name,

@@ -4,8 +4,9 @@
     python -m experiments.benchmark --json=bench.json --steps=5
 
 Rows: the float32 and bfloat16 matmul peaks; the SimCLR train step of the small CNN
-(28 px) and ResNet-18 (32 px) at each precision; the augmentation
-alone; and the whole tf.data input pipeline making two views.
+(28 px) and ResNet-18 (32 px) at each precision and XLA setting; the fastest ResNet-18
+step again without augmentation (the difference is what augmenting costs while
+training); the augmentation alone; and the whole tf.data input pipeline making two views.
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from absl import flags
 
 import contrastive_tf
 from contrastive_tf import benchmarks
+from contrastive_tf.precision import JIT_COMPILE, PRECISIONS, resolve_jit_compile, resolve_precision
 from experiments import cli
 
 ENCODER_SHAPES = {"small_cnn": (28, 28, 1), "resnet18": (32, 32, 3)}
 
 flags.DEFINE_string("json", None, "Also write the rows as a JSON list to this path.")
 flags.DEFINE_list("encoders", list(ENCODER_SHAPES), f"Encoders to time: {', '.join(ENCODER_SHAPES)}.")
-flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Keras dtype policies to time.")
 flags.DEFINE_list(
-    "jit_compile",
-    ["false"],
-    "XLA settings to time (true, false). XLA cannot compile the in-model augmentation yet: its "
-    "atomic seed counter (RngReadAndSkip) has no XLA kernel.",
+    "precisions", ["float32", "mixed_bfloat16"], f"Keras dtype policies to time: {', '.join(PRECISIONS)}."
+)
+flags.DEFINE_list(
+    "jit_compile", ["auto"], f"XLA settings to time: {', '.join(JIT_COMPILE)} (auto: on for GPUs and TPUs)."
 )
 flags.DEFINE_integer("batch_size", 256, "Images per train step (each gives two views).")
 flags.DEFINE_integer("steps", 10, "Timed train steps per row, after 3 warm-up steps.")
@@ -60,35 +61,48 @@ def main(argv: list[str]) -> None:
     unknown = set(FLAGS.encoders) - set(ENCODER_SHAPES)
     if unknown:
         cli.fail(f"unknown encoders {', '.join(sorted(unknown))}; choose from {', '.join(ENCODER_SHAPES)}")
-    if not set(FLAGS.jit_compile) <= {"true", "false"}:
-        cli.fail(f"--jit_compile takes true and/or false, got {','.join(FLAGS.jit_compile)}")
-    peaks = {
-        "float32": benchmarks.matmul_peak_flops(tf.float32),
-        "bfloat16": benchmarks.matmul_peak_flops(tf.bfloat16),
-    }
+    precisions = list(dict.fromkeys(resolve_precision(name) for name in FLAGS.precisions))
+    jit_settings = list(dict.fromkeys(resolve_jit_compile(name) for name in FLAGS.jit_compile))
+    # The peak of each precision's matmul dtype; float32 and bfloat16 always, float16 when timed.
+    dtypes = {"float32": tf.float32, "bfloat16": tf.bfloat16}
+    if "mixed_float16" in precisions:
+        dtypes["float16"] = tf.float16
+    peaks = {name: benchmarks.matmul_peak_flops(dtype) for name, dtype in dtypes.items()}
     print("matmul 4096^2 peak: " + ", ".join(f"{name} {flops / 1e9:.0f} GFLOP/s" for name, flops in peaks.items()))
     rows = []
+
+    def time_step(encoder: str, precision: str, jit: bool, augment: bool = True) -> benchmarks.Measurement:
+        peak = peaks[precision.removeprefix("mixed_")]
+        rows.append(
+            benchmarks.train_step_throughput(
+                encoder, ENCODER_SHAPES[encoder], FLAGS.batch_size, precision, jit, peak, FLAGS.steps, augment=augment
+            )
+        )
+        print(_table(rows[-1:]).splitlines()[-1], flush=True)
+        return rows[-1]
+
     for encoder in FLAGS.encoders:
-        for precision in FLAGS.precisions:
-            peak = peaks["bfloat16" if "bfloat16" in precision else "float32"]
-            for jit in FLAGS.jit_compile:
-                rows.append(
-                    benchmarks.train_step_throughput(
-                        encoder, ENCODER_SHAPES[encoder], FLAGS.batch_size, precision, jit == "true", peak, FLAGS.steps
-                    )
-                )
-                print(_table(rows[-1:]).splitlines()[-1], flush=True)
+        for precision in precisions:
+            for jit in jit_settings:
+                time_step(encoder, precision, jit)
+    resnet = [r for r in rows if r.encoder == "resnet18"]
+    fastest = max(resnet, key=lambda r: r.images_per_second) if resnet else None
+    bare = time_step("resnet18", fastest.precision, fastest.jit_compile, augment=False) if fastest else None
     augmentation = benchmarks.augmentation_throughput((32, 32, 3))
     pipeline = benchmarks.input_pipeline_throughput((32, 32, 3))
     rows += [augmentation, pipeline]
     print()
     print(_table(rows))
-    resnet = [r for r in rows if r.name == "simclr_train_step" and r.encoder == "resnet18"]
-    if resnet:
-        fastest = max(resnet, key=lambda r: r.images_per_second)
+    if fastest:
+        in_training = benchmarks.augmentation_rate_in_training(fastest, bare)
+        setting = f"{fastest.precision}, xla={str(fastest.jit_compile).lower()}"
         print(
-            f"\naugmentation makes views {augmentation.images_per_second / fastest.images_per_second:.1f}x faster than "
-            f"the fastest ResNet-18 step consumes them ({fastest.precision}, xla={str(fastest.jit_compile).lower()})"
+            f"\nthe fastest ResNet-18 step ({setting}) trains on {fastest.images_per_second:.1f} images/s;\n"
+            f"inside that step the augmentation makes both views at {in_training:.0f} images/s "
+            f"({in_training / fastest.images_per_second:.1f}x faster than the step consumes them, "
+            f"{fastest.images_per_second / in_training:.1%} of the step);\n"
+            f"alone it makes them at {augmentation.images_per_second:.0f} images/s "
+            f"({augmentation.images_per_second / fastest.images_per_second:.1f}x)"
         )
     if FLAGS.json:
         versions = {

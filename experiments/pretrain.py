@@ -14,7 +14,8 @@ from absl import flags
 from contrastive_tf import distribute
 from contrastive_tf.encoders import ENCODERS
 from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS
-from contrastive_tf.pretraining import PRECISIONS, PretrainConfig, pretrain
+from contrastive_tf.precision import JIT_COMPILE, PRECISIONS
+from contrastive_tf.pretraining import PretrainConfig, pretrain
 from experiments import cli
 
 D = PretrainConfig()
@@ -46,7 +47,14 @@ flags.DEFINE_float("weight_decay", D.weight_decay, "Weight decay (not applied to
 flags.DEFINE_float("color_jitter_strength", D.color_jitter_strength, "Colour distortion strength s.")
 flags.DEFINE_enum("blur", "auto", ("auto", "true", "false"), "Gaussian blur; auto: on above 32 px.")
 flags.DEFINE_float("crop_scale_min", D.crop_scale_min, "Smallest random-crop area fraction.")
-flags.DEFINE_enum("precision", D.precision, PRECISIONS, "Keras dtype policy.")
+flags.DEFINE_enum(
+    "precision",
+    D.precision,
+    PRECISIONS,
+    "Keras dtype policy; auto: mixed_bfloat16 on TPUs, Ampere+ GPUs and CPUs with AMX or AVX512-BF16, "
+    "mixed_float16 on older tensor-core GPUs, else float32.",
+)
+flags.DEFINE_enum("jit_compile", D.jit_compile, JIT_COMPILE, "XLA-compile the train step; auto: on GPUs and TPUs.")
 flags.DEFINE_string("model_dir", D.model_dir, "Checkpoints, TensorBoard logs, figures; rerun to resume.")
 flags.DEFINE_string("export_dir", D.export_dir, "SavedModel export folder (default: MODEL_DIR/export).")
 flags.DEFINE_boolean("overwrite", D.overwrite, "Replace an existing export.")

@@ -9,6 +9,7 @@ from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.model import SimCLR
+from contrastive_tf.precision import global_precision
 
 
 def _images(count=32, size=28, channels=1, seed=0):
@@ -106,3 +107,28 @@ def _relative_difference(updates, reference):
 def test_non_positive_temperature_is_rejected():
     with pytest.raises(ValueError, match="temperature"):
         SimCLR(build_encoder("small_cnn", (28, 28, 1)), ProjectionHead(), SimCLRAugment(), temperature=0.0)
+
+
+def test_fit_compiles_the_whole_step_with_xla():
+    """jit_compile=True (the default on GPUs and TPUs) compiles augmentation, encoder and loss."""
+    model = _model(num_classes=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    history = model.fit(_images(), np.arange(32) % 10, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and 1.0 < history["loss"][0] < 2 * np.log(15)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_step_at_low_temperature_is_finite(policy):
+    """The encoder computes in half precision; NT-Xent's normalisation and softmax stay in float32."""
+    with global_precision(policy):
+        model = SimCLR(
+            encoder=build_encoder("small_cnn", (28, 28, 1), width=0.25),
+            projection_head=ProjectionHead(2, 16),
+            augmenter=SimCLRAugment(seed=0),
+            temperature=0.05,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+    assert model.encoder.compute_dtype == policy.removeprefix("mixed_")
+    history = model.fit(_images(16), batch_size=8, epochs=2, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert keras.mixed_precision.global_policy().name == "float32"
