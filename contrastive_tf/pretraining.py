@@ -238,7 +238,16 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
         checkpoints,
         keras.callbacks.TensorBoard(str(model_dir / "logs"), update_freq="epoch"),
     ]
-    model.fit(batches, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    # One iterator for the whole run: a fresh one per epoch stalls 1-5 s at each epoch
+    # start while tf.data tears the old one down (measured on the sample: 2.2 s per 3 s epoch).
+    model.fit(
+        batches.repeat(),
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        shuffle=False,
+    )
     if checkpoints.nan_epoch is not None:
         raise UsageError(
             f"the loss became NaN in epoch {checkpoints.nan_epoch + 1}; lower --learning_rate (or raise "
