@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import logging
 import os
 import pathlib
 import socket
@@ -33,6 +34,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 UNLABELED = -1
 # Pipelines whose decoded images take less than this stay in memory after one pass.
 CACHE_LIMIT_BYTES = 4 * 2**30
+_log = logging.getLogger(__name__)
 _AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -224,10 +226,23 @@ def _probe_images(files: list[pathlib.Path]) -> tuple[tuple[int, int], int]:
 
 
 def _folder_split(files: list[pathlib.Path], labels: list[int], channels: int, size: tuple[int, int]) -> Split:
+    """The decoded images of `files`. Unreadable files are skipped rather than ending the run.
+
+    A split that fits in memory is decoded once, here: pretraining would cache it anyway,
+    and this way the count is exact and the skipped files are reported.
+    """
     paths = tf.data.Dataset.from_tensor_slices(([str(p) for p in files], np.asarray(labels, np.int64)))
-    images = paths.map(lambda p, y: (_decode(p, channels, size), y), num_parallel_calls=_AUTOTUNE)
-    # Unreadable files are skipped rather than ending the run.
-    return Split(images.ignore_errors(), len(files))
+    images = paths.map(lambda p, y: (_decode(p, channels, size), y), num_parallel_calls=_AUTOTUNE).ignore_errors()
+    if len(files) * size[0] * size[1] * channels > CACHE_LIMIT_BYTES:
+        _log.warning("%d files under %s; unreadable ones will be skipped as they are met", len(files), files[0].parent)
+        return Split(images, len(files))
+    batches = list(images.batch(4096).as_numpy_iterator())
+    decoded = np.concatenate([x for x, _ in batches]) if batches else np.zeros((0, *size, channels), np.uint8)
+    decoded_labels = np.concatenate([y for _, y in batches]) if batches else np.zeros((0,), np.int64)
+    skipped = len(files) - len(decoded)
+    if skipped:
+        _log.warning("skipped %d of %d image files that cannot be decoded", skipped, len(files))
+    return Split(tf.data.Dataset.from_tensor_slices((decoded, decoded_labels)), len(decoded))
 
 
 def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:

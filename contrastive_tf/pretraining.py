@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
+import functools
 import os
 import pathlib
 
@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from contrastive_tf import distribute
 from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.checkpoints import TrainingCheckpoint, restore
 from contrastive_tf.data import ImageData, load_data, pretraining_batches
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
@@ -158,30 +159,6 @@ def build_model(config: PretrainConfig, data: ImageData, steps_per_epoch: int, j
     return model
 
 
-class CheckpointUnlessNaN(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that stops at the first non-finite loss and never checkpoints
-    the weights that produced it, so the last checkpoint on disk is always a good one.
-    (Keras' `TerminateOnNaN` stops too, but the epoch-end checkpoint would still save.)"""
-
-    nan_epoch: int | None = None
-    _epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.nan_epoch = self._epoch
-            self.model.stop_training = True
-            return
-        super().on_train_batch_end(batch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.nan_epoch is None:
-            super().on_epoch_end(epoch, logs)
-
-
 def _read_history(path: pathlib.Path) -> dict[str, list[float]]:
     """The per-epoch metrics of the whole run, across resumes, from the CSV log."""
     if not path.exists():
@@ -213,7 +190,12 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
 def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precision: str, jit_compile: bool):
     keras.utils.set_random_seed(config.seed)
     data = load_data(config.dataset, config.data_dir, config.image_size)
-    batches = pretraining_batches(data, config.batch_size, seed=config.seed)
+
+    def batches_from(step: int) -> tf.data.Dataset:
+        # A new dataset each time: a second iterator of the same one would shuffle anew.
+        return pretraining_batches(data, config.batch_size, seed=config.seed).repeat().skip(step)
+
+    batches_from(0)  # fails early when the data holds less than one batch
     steps_per_epoch = data.pretrain.num_examples // config.batch_size
     model_dir = pathlib.Path(config.model_dir).expanduser()
     # Refuse an existing export before training, not after it.
@@ -225,12 +207,10 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     if config.verbose:
         print(f"training {model.encoder.name} in {precision}, XLA {'on' if jit_compile else 'off'}")
     is_chief = _is_chief(strategy)
-    checkpoints = CheckpointUnlessNaN(
-        str(model_dir / "checkpoints" if is_chief else model_dir / f"checkpoints-worker-{_task_id()}"),
-        save_freq=config.checkpoint_every_steps or "epoch",
-        delete_checkpoint=False,
-        double_checkpoint=True,
-    )
+    checkpoint_dir = model_dir / "checkpoints" if is_chief else model_dir / f"checkpoints-worker-{_task_id()}"
+    checkpoints = TrainingCheckpoint(checkpoint_dir, config.checkpoint_every_steps)
+    with strategy.scope():
+        step = restore(model, checkpoint_dir)
     callbacks = [
         # The CSV row of an epoch is written before its checkpoint: a kill in between
         # repeats that epoch on resume, and `_read_history` keeps the repeat's row.
@@ -238,16 +218,16 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
         checkpoints,
         keras.callbacks.TensorBoard(str(model_dir / "logs"), update_freq="epoch"),
     ]
-    # One iterator for the whole run: a fresh one per epoch stalls 1-5 s at each epoch
-    # start while tf.data tears the old one down (measured on the sample: 2.2 s per 3 s epoch).
-    model.fit(
-        batches.repeat(),
-        steps_per_epoch=steps_per_epoch,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=config.verbose,
-        shuffle=False,
-    )
+    epoch, done = divmod(step, steps_per_epoch)
+    # One iterator per `fit`, not per epoch: a fresh one each epoch stalls 1-5 s while
+    # tf.data tears the old one down. Skipping the batches already trained on makes a
+    # resumed run see the data in the order an uninterrupted one does.
+    fit = functools.partial(model.fit, callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    if done and epoch < config.epochs:  # killed mid-epoch: finish that epoch first
+        fit(batches_from(step), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - done)
+        epoch, step = epoch + 1, (epoch + 1) * steps_per_epoch
+    if epoch < config.epochs and checkpoints.nan_epoch is None:
+        fit(batches_from(step), initial_epoch=epoch, epochs=config.epochs, steps_per_epoch=steps_per_epoch)
     if checkpoints.nan_epoch is not None:
         raise UsageError(
             f"the loss became NaN in epoch {checkpoints.nan_epoch + 1}; lower --learning_rate (or raise "

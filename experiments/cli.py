@@ -1,16 +1,20 @@
-"""What every entry point shares: absl start-up, and usage errors as one line + exit 2."""
+"""What every entry point shares: absl start-up, usage errors as one line + exit 2, and a
+full disk as one line + exit 1."""
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+import tensorflow as tf
 from absl import app, flags, logging
 
 from contrastive_tf.errors import UsageError
 
 USAGE_ERROR = 2
+ENVIRONMENT_ERROR = 1
 
 
 def fail(message: str) -> NoReturn:
@@ -26,6 +30,18 @@ def _parse_flags(argv: list[str]) -> list[str]:
         fail(f"{error} (see --helpfull)")
 
 
+# A full disk, a full quota, or a file-size limit: the write failed for lack of room.
+_NO_ROOM = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded", errno.EFBIG: "File too large"}
+
+
+def _no_room_reason(error: Exception) -> str | None:
+    """Why a write failed for lack of room, or None. TensorFlow's file system errors carry
+    no errno, only the message."""
+    if getattr(error, "errno", None) in _NO_ROOM:
+        return _NO_ROOM[error.errno]
+    return next((reason for reason in _NO_ROOM.values() if reason in str(error)), None)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """Runs `main` under absl; a UsageError from the library becomes a one-line exit 2."""
 
@@ -38,5 +54,16 @@ def run(main: Callable[[list[str]], None]) -> None:
             main(argv)
         except UsageError as error:
             fail(str(error))
+        except (OSError, tf.errors.OpError) as error:
+            reason = _no_room_reason(error)
+            if reason is None:
+                raise
+            # Checkpoints, exports and .keras files are staged and renamed: nothing half-written is left.
+            print(
+                f"error: no room to write ({reason}); free some disk space and rerun the same command: "
+                "it resumes from the last checkpoint",
+                file=sys.stderr,
+            )
+            sys.exit(ENVIRONMENT_ERROR)
 
     app.run(guarded, flags_parser=_parse_flags)

@@ -1,21 +1,25 @@
-"""Checkpoints never hold the weights of a NaN loss, and a NaN run says so and stops."""
+"""Checkpoints: atomic, never holding the weights of a NaN loss, and restoring everything."""
 
 import hashlib
+import json
 
 import keras
 import numpy as np
+import pytest
 
 from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.checkpoints import INDEX, TrainingCheckpoint, latest_step, restore
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.model import SimCLR
-from contrastive_tf.pretraining import CheckpointUnlessNaN
+
+IMAGES = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
 
 
-def _model(temperature: float):
+def _model(temperature: float = 0.5):
     encoder, head = build_encoder("small_cnn", (28, 28, 1), 0.25), ProjectionHead(2, 8)
     model = SimCLR(encoder, head, SimCLRAugment(seed=0), temperature=temperature)
-    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
     return model
 
 
@@ -23,18 +27,61 @@ def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_restore_brings_back_weights_optimizer_state_and_seed_counters(tmp_path):
+    model = _model()
+    at_step_3 = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: (
+            int(model.optimizer.iterations) == 3
+            and at_step_3.extend(model.get_weights() + [v.numpy() for v in model.optimizer.variables])
+        )
+    )
+    checkpoint = TrainingCheckpoint(tmp_path, every_steps=3)
+    model.fit(IMAGES, batch_size=8, epochs=2, callbacks=[checkpoint, record], verbose=0)  # 4 steps
+    assert latest_step(tmp_path) == 3
+    restored = _model()
+    assert restore(restored, tmp_path) == 3
+    state = restored.get_weights() + [v.numpy() for v in restored.optimizer.variables]
+    assert len(state) == len(at_step_3)
+    for expected, actual in zip(at_step_3, state):  # includes Adam's moments and the seed counters
+        np.testing.assert_array_equal(actual, expected)
+    counters = [w for w in restored.weights if "rng_state" in w.path]
+    assert any(int(w.numpy()[0]) > 0 for w in counters)  # the augmentation's stream moved on
+    # Keeps the newest two checkpoints, and the index names the newest.
+    model.fit(IMAGES, batch_size=8, epochs=4, callbacks=[TrainingCheckpoint(tmp_path, every_steps=3)], verbose=0)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-12.weights.h5", "step-9.weights.h5"]
+    assert json.loads((tmp_path / INDEX).read_text()) == {"step": 12, "weights": "step-12.weights.h5"}
+
+
+def test_a_save_that_dies_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = _model()
+    checkpoint = TrainingCheckpoint(tmp_path)
+    model.fit(IMAGES, batch_size=8, epochs=1, callbacks=[checkpoint], verbose=0)
+    index = (tmp_path / INDEX).read_text()
+
+    def die_while_writing(self, filepath, **kwargs):
+        open(filepath, "wb").write(b"half a file")
+        raise KeyboardInterrupt  # as a kill would, mid-write
+
+    monkeypatch.setattr(SimCLR, "save_weights", die_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(IMAGES, batch_size=8, epochs=1, callbacks=[checkpoint], verbose=0)
+    assert (tmp_path / INDEX).read_text() == index
+    assert sorted(p.name for p in tmp_path.iterdir()) == [INDEX, "step-2.weights.h5"]
+    monkeypatch.undo()
+    assert restore(_model(), tmp_path) == 2
+
+
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
-    images = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
-    model = _model(temperature=0.5)
-    first = CheckpointUnlessNaN(str(tmp_path), delete_checkpoint=False)
-    model.fit(images, batch_size=8, epochs=1, callbacks=[first], verbose=0)
-    weights = tmp_path / "latest.weights.h5"
-    saved = _digest(weights)
+    model = _model()
+    model.fit(IMAGES, batch_size=8, epochs=1, callbacks=[TrainingCheckpoint(tmp_path)], verbose=0)
+    saved = _digest(tmp_path / "step-2.weights.h5")
 
     # Similarities divided by a denormal temperature overflow to inf: the loss is NaN.
     model = _model(temperature=1e-40)
-    second = CheckpointUnlessNaN(str(tmp_path), delete_checkpoint=False)
-    history = model.fit(images, batch_size=8, epochs=3, callbacks=[second], verbose=0)
-    assert second.nan_epoch == 1  # resumed after epoch 0, failed in the next one
+    restore(model, tmp_path)
+    checkpoint = TrainingCheckpoint(tmp_path)
+    history = model.fit(IMAGES, batch_size=8, initial_epoch=1, epochs=3, callbacks=[checkpoint], verbose=0)
+    assert checkpoint.nan_epoch == 1
     assert len(history.history["loss"]) == 1  # it stopped instead of running the next epoch
-    assert _digest(weights) == saved
+    assert latest_step(tmp_path) == 2 and _digest(tmp_path / "step-2.weights.h5") == saved

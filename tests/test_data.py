@@ -99,15 +99,18 @@ def test_image_folder_tree_with_train_and_test(tmp_path):
     assert data.test.num_examples == 2
 
 
-def test_flat_folder_of_mixed_images_is_unlabelled_resized_and_converted(tmp_path):
+def test_flat_folder_of_mixed_images_is_unlabelled_resized_and_converted(tmp_path, caplog):
     _write_image(tmp_path / "a.png", np.zeros((16, 16, 3), np.uint8))
     _write_image(tmp_path / "b.png", np.zeros((20, 24, 1), np.uint8))  # grayscale, other size
     _write_image(tmp_path / "c.png", np.zeros((8, 8, 4), np.uint8))  # RGBA
     (tmp_path / "broken.png").write_bytes(b"not an image")
+    truncated = tf.io.encode_png(np.full((16, 16, 3), 200, np.uint8)).numpy()
+    (tmp_path / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
     data = load_data(str(tmp_path))
     images = [image for image, label in data.train.dataset]
     assert data.image_shape == (16, 16, 3) and data.num_classes == 0
-    assert len(images) == 3 and all(image.shape == (16, 16, 3) for image in images)
+    assert data.train.num_examples == len(images) == 3 and all(image.shape == (16, 16, 3) for image in images)
+    assert "skipped 2 of 5 image files that cannot be decoded" in caplog.text
 
 
 def test_image_size_resizes_every_split(tmp_path):

@@ -1,11 +1,13 @@
 """The SavedModel export: loadable without this package, atomic, never overwritten silently."""
 
+import errno
 import json
 import pathlib
 import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
@@ -82,4 +84,17 @@ def test_failed_export_leaves_nothing_behind(encoder, tmp_path, monkeypatch):
     monkeypatch.setattr("tensorflow.saved_model.save", disk_full)
     with pytest.raises(OSError, match="No space left"):
         export_encoder(encoder, tmp_path / "export", (28, 28, 1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_leaves_no_export_and_no_staging_folder(tmp_path, monkeypatch):
+    def fill_the_disk(self, path, **kwargs):
+        (pathlib.Path(path) / "variables").mkdir(parents=True)
+        (pathlib.Path(path) / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 1024)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    # `keras.export.ExportArchive()` makes an instance of the backend's subclass.
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", fill_the_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export_encoder(build_encoder("small_cnn", (28, 28, 1), 0.25), tmp_path / "export", (28, 28, 1))
     assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from contrastive_tf.checkpoints import latest_step
 
 
 def _command(*flags):
@@ -20,36 +21,6 @@ def _command(*flags):
 
 def _run(*flags, timeout=600):
     return subprocess.run(_command(*flags), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        (["--dataset=imagenet42"], "unknown dataset 'imagenet42'"),
-        (["--dataset=/no/such/folder/"], "does not exist"),
-        (["--batch_size=1"], "batch_size must be >= 2"),
-        (["--temperature=0"], "temperature must be > 0"),
-        (["--epochs=0"], "epochs must be >= 1"),
-        (["--encoder=vgg16"], "encoder"),
-        (["--strategy=mirrored", "--cpu_replicas=2", "--batch_size=5"], "does not divide by the 2 replicas"),
-        (["--learning_rate=-1"], "learning_rate must be > 0"),
-        (["stray_argument"], "unexpected arguments"),
-    ],
-)
-def test_usage_errors_exit_2_with_one_line_and_no_traceback(flags, message, tmp_path):
-    result = _run(*flags, f"--model_dir={tmp_path}", timeout=120)
-    assert result.returncode == 2, result.stderr
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: ") and message in last_line
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "export").exists()
-
-
-def test_existing_export_is_refused_before_training(tmp_path):
-    (tmp_path / "export").mkdir()
-    result = _run(f"--model_dir={tmp_path}", timeout=120)
-    assert result.returncode == 2
-    assert "already exists; pass --overwrite" in result.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
@@ -68,50 +39,58 @@ def test_short_mnist_run_beats_random_weights_and_exports(mnist_subset, tmp_path
     assert any((tmp_path / "logs" / "train").iterdir())  # TensorBoard events
 
 
-def _epoch_saved(checkpoints):
-    metadata = checkpoints / "training_metadata.json"
-    try:
-        return json.loads(metadata.read_text())["epoch"]
-    except (OSError, ValueError):
-        return 0
+def _weights(model_dir):
+    import keras
+
+    model = keras.saving.load_model(model_dir / "simclr.keras", safe_mode=True)
+    return [w.numpy() for w in model.weights]
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_last_checkpoint(mnist_subset, tmp_path):
-    flags = [f"--dataset={mnist_subset}", "--epochs=3", "--batch_size=250", "--width=0.5", f"--model_dir={tmp_path}"]
-    process = subprocess.Popen(_command(*flags), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while _epoch_saved(tmp_path / "checkpoints") < 1 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (tmp_path / "export").exists()
-    epochs_before_kill = _epoch_saved(tmp_path / "checkpoints")
+def test_run_killed_at_random_moments_ends_like_an_uninterrupted_one(mnist_subset, tmp_path):
+    """kill -9 three times at random moments (mid-epoch, mid-checkpoint, anywhere), rerun
+    the same command each time, and the run ends where an uninterrupted one does.
 
-    resumed = _run(*flags)
+    Resuming restores weights, optimizer state, step and seed counters, and skips the
+    batches already trained on, so the same steps run on the same views. Tolerance: the
+    weights agree to 1e-4 relative; the steps repeated after a kill (those after the last
+    checkpoint) give the same results but oneDNN's threaded kernels may round differently.
+    """
+    common = [f"--dataset={mnist_subset}", "--epochs=2", "--batch_size=250", "--width=0.25", "--verbose=2"]
+    common += ["--checkpoint_every_steps=3", "--encoder=small_cnn"]
+    uninterrupted = _run(*common, f"--model_dir={tmp_path / 'whole'}")
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    model_dir = tmp_path / "killed"
+    rng = np.random.default_rng(int(time.time()))
+    kills = 0
+    while kills < 3:
+        process = subprocess.Popen(
+            _command(*common, f"--model_dir={model_dir}"),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        step = latest_step(model_dir / "checkpoints")
+        deadline = time.monotonic() + 120
+        # Wait for this attempt's first new checkpoint, then kill at a random moment after it.
+        while latest_step(model_dir / "checkpoints") == step and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if process.poll() is not None:
+            break  # it finished before this kill
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        kills += 1
+    assert kills >= 2, "the run was too quick to be killed twice"
+    resumed = _run(*common, f"--model_dir={model_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    # Keras' progress bar shows where the resumed fit started.
-    first_epoch = int(re.search(r"Epoch (\d+)/3", resumed.stdout).group(1))
-    assert first_epoch == epochs_before_kill + 1
-    rows = np.genfromtxt(tmp_path / "history.csv", delimiter=",", names=True)
-    assert sorted(set(rows["epoch"].astype(int))) == [0, 1, 2]
-    assert (tmp_path / "export" / "saved_model.pb").exists()
 
-
-@pytest.mark.slow
-def test_mirrored_run_on_two_cpu_replicas_in_bfloat16_exports(mnist_subset, tmp_path):
-    result = _run(
-        f"--dataset={mnist_subset}",
-        "--strategy=mirrored",
-        "--cpu_replicas=2",
-        "--precision=mixed_bfloat16",
-        "--epochs=1",
-        "--batch_size=500",
-        "--width=0.5",
-        f"--model_dir={tmp_path}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "learned" in result.stdout and (tmp_path / "export" / "saved_model.pb").exists()
-    metadata = json.loads((tmp_path / "export" / "export_metadata.json").read_text())
-    assert metadata["config"]["strategy"] == "mirrored" and metadata["final_loss"] > 0
+    rows = np.genfromtxt(model_dir / "history.csv", delimiter=",", names=True)
+    assert sorted(set(rows["epoch"].astype(int))) == [0, 1]
+    assert (model_dir / "export" / "saved_model.pb").exists()
+    for whole, killed in zip(_weights(tmp_path / "whole"), _weights(model_dir)):
+        if whole.dtype.kind == "f":
+            np.testing.assert_allclose(killed, whole, rtol=1e-4, atol=1e-5)
+        else:  # step and seed counters: exact
+            np.testing.assert_array_equal(killed, whole)

@@ -1,0 +1,102 @@
+"""Checkpoints that let a killed run continue exactly where it was.
+
+A checkpoint is the model's weights with the optimizer state (its step counter drives the
+learning-rate schedule) and the augmentation's seed counters, in `step-N.weights.h5`,
+and `checkpoint.json` naming the newest one. Both are written to a temporary file and
+renamed into place, and `checkpoint.json` moves only after its weights are complete, so
+a kill at any moment leaves the previous checkpoint readable. On resume, `pretrain` skips
+the batches already trained on, so the data order is the one an uninterrupted run sees.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+
+import keras
+
+INDEX = "checkpoint.json"
+_SUFFIX = ".weights.h5"
+
+
+def _write_atomically(path: pathlib.Path, write) -> None:
+    staged = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(staged)
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def latest_step(directory: str | os.PathLike) -> int:
+    """The training step of the newest checkpoint in `directory`, 0 when there is none."""
+    index = pathlib.Path(directory) / INDEX
+    return json.loads(index.read_text())["step"] if index.exists() else 0
+
+
+def restore(model: keras.Model, directory: str | os.PathLike) -> int:
+    """Loads the newest checkpoint into `model` (built and compiled) and returns its step."""
+    index = pathlib.Path(directory) / INDEX
+    if not index.exists():
+        return 0
+    entry = json.loads(index.read_text())
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(pathlib.Path(directory) / entry["weights"])
+    return entry["step"]
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Saves the training state every `every_steps` steps, or at each epoch's end.
+
+    It stops training at the first non-finite loss and never saves the weights that
+    produced it, so the newest checkpoint is always a good one (`nan_epoch` says where).
+    The step saved is the optimizer's own counter, which a restore brings back too.
+    """
+
+    def __init__(self, directory: str | os.PathLike, every_steps: int | None = None, keep: int = 2):
+        super().__init__()
+        self.directory = pathlib.Path(directory)
+        self.every_steps = every_steps
+        self.keep = keep
+        self.nan_epoch: int | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_epoch = self._epoch
+            self.model.stop_training = True
+            return
+        if self.every_steps and self._step() % self.every_steps == 0:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.nan_epoch is None and not self.every_steps:
+            self.save()
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def save(self) -> None:
+        step = self._step()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        weights = self.directory / f"step-{step}{_SUFFIX}"
+        # Keras wants the .weights.h5 suffix, so the staged file keeps it.
+        staged = weights.with_name(f".tmp-{os.getpid()}-{weights.name}")
+        try:
+            self.model.save_weights(staged)
+            os.replace(staged, weights)
+        finally:
+            staged.unlink(missing_ok=True)
+        entry = {"step": step, "weights": weights.name}
+        _write_atomically(self.directory / INDEX, lambda path: path.write_text(json.dumps(entry)))
+        # Older checkpoints go only after the index names the new one.
+        saved = sorted(self.directory.glob(f"step-*{_SUFFIX}"), key=lambda path: int(path.name[5 : -len(_SUFFIX)]))
+        for old in saved[: -self.keep]:
+            old.unlink(missing_ok=True)
