@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pathlib
+from collections.abc import Callable
 
 import keras
 
@@ -21,8 +22,10 @@ INDEX = "checkpoint.json"
 _SUFFIX = ".weights.h5"
 
 
-def _write_atomically(path: pathlib.Path, write) -> None:
-    staged = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def write_atomically(path: pathlib.Path, write: Callable[[pathlib.Path], object]) -> None:
+    """`write(staged)`, then renames `staged` to `path`. The staged name keeps the suffix,
+    which Keras checks."""
+    staged = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         write(staged)
         os.replace(staged, path)
@@ -30,18 +33,22 @@ def _write_atomically(path: pathlib.Path, write) -> None:
         staged.unlink(missing_ok=True)
 
 
+def _newest(directory: str | os.PathLike) -> dict | None:
+    index = pathlib.Path(directory) / INDEX
+    return json.loads(index.read_text()) if index.exists() else None
+
+
 def latest_step(directory: str | os.PathLike) -> int:
     """The training step of the newest checkpoint in `directory`, 0 when there is none."""
-    index = pathlib.Path(directory) / INDEX
-    return json.loads(index.read_text())["step"] if index.exists() else 0
+    entry = _newest(directory)
+    return entry["step"] if entry else 0
 
 
 def restore(model: keras.Model, directory: str | os.PathLike) -> int:
     """Loads the newest checkpoint into `model` (built and compiled) and returns its step."""
-    index = pathlib.Path(directory) / INDEX
-    if not index.exists():
+    entry = _newest(directory)
+    if entry is None:
         return 0
-    entry = json.loads(index.read_text())
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(pathlib.Path(directory) / entry["weights"])
@@ -87,15 +94,9 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         step = self._step()
         self.directory.mkdir(parents=True, exist_ok=True)
         weights = self.directory / f"step-{step}{_SUFFIX}"
-        # Keras wants the .weights.h5 suffix, so the staged file keeps it.
-        staged = weights.with_name(f".tmp-{os.getpid()}-{weights.name}")
-        try:
-            self.model.save_weights(staged)
-            os.replace(staged, weights)
-        finally:
-            staged.unlink(missing_ok=True)
+        write_atomically(weights, self.model.save_weights)
         entry = {"step": step, "weights": weights.name}
-        _write_atomically(self.directory / INDEX, lambda path: path.write_text(json.dumps(entry)))
+        write_atomically(self.directory / INDEX, lambda path: path.write_text(json.dumps(entry)))
         # Older checkpoints go only after the index names the new one.
         saved = sorted(self.directory.glob(f"step-*{_SUFFIX}"), key=lambda path: int(path.name[5 : -len(_SUFFIX)]))
         for old in saved[: -self.keep]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import os
 import pathlib
 
 import keras
@@ -17,7 +16,7 @@ import tensorflow as tf
 
 from contrastive_tf import distribute
 from contrastive_tf.augmentation import SimCLRAugment
-from contrastive_tf.checkpoints import TrainingCheckpoint, restore
+from contrastive_tf.checkpoints import TrainingCheckpoint, restore, write_atomically
 from contrastive_tf.data import ImageData, load_data, pretraining_batches
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
@@ -202,15 +201,15 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     export_dir = check_export_target(config.export_dir or model_dir / "export", config.overwrite)
     model_dir.mkdir(parents=True, exist_ok=True)
 
-    with strategy.scope():
-        model = build_model(config, data, steps_per_epoch, jit_compile)
-    if config.verbose:
-        print(f"training {model.encoder.name} in {precision}, XLA {'on' if jit_compile else 'off'}")
     is_chief = _is_chief(strategy)
     checkpoint_dir = model_dir / "checkpoints" if is_chief else model_dir / f"checkpoints-worker-{_task_id()}"
-    checkpoints = TrainingCheckpoint(checkpoint_dir, config.checkpoint_every_steps)
     with strategy.scope():
+        model = build_model(config, data, steps_per_epoch, jit_compile)
         step = restore(model, checkpoint_dir)
+    if config.verbose:
+        resuming = f", resuming from the checkpoint at step {step}" if step else ""
+        print(f"training {model.encoder.name} in {precision}, XLA {'on' if jit_compile else 'off'}{resuming}")
+    checkpoints = TrainingCheckpoint(checkpoint_dir, config.checkpoint_every_steps)
     callbacks = [
         # The CSV row of an epoch is written before its checkpoint: a kill in between
         # repeats that epoch on resume, and `_read_history` keeps the repeat's row.
@@ -237,7 +236,7 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     if not is_chief:
         return PretrainResult(model, history, None, None, None, [])
 
-    _save_atomically(model, model_dir / "simclr.keras")
+    write_atomically(model_dir / "simclr.keras", model.save)
     figures = [model_dir / "views.png", model_dir / "training_curves.png"]
     sample_images = next(iter(data.train.dataset.batch(8)))[0]
     plot_view_pairs(sample_images, model.augmenter, figures[0])
@@ -264,12 +263,6 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     }
     export_path = export_encoder(model.encoder, export_dir, data.image_shape, config.overwrite, metadata)
     return PretrainResult(model, history, export_path, probe, random_probe, figures)
-
-
-def _save_atomically(model: keras.Model, path: pathlib.Path) -> None:
-    staged = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    model.save(staged)
-    os.replace(staged, path)
 
 
 def _task_id() -> int:
