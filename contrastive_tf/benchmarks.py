@@ -115,16 +115,26 @@ def _synthetic_images(count: int, shape: tuple[int, int, int], seed: int = 0) ->
     return np.random.default_rng(seed).integers(0, 256, (count, *shape), dtype=np.uint8)
 
 
-class _StepClock(keras.callbacks.Callback):
-    """When each train step finished. Timing steps inside one `fit` leaves out its start
-    and end, where tf.data can stall for 10 ms * 2^k tearing down an iterator."""
+class _Clock(keras.callbacks.Callback):
+    """When each train step (or each epoch) of a `fit` finished. Timing inside one `fit`
+    leaves out its start and end, where tf.data can stall for 10 ms * 2^k tearing down
+    an iterator."""
+
+    def __init__(self, every: str = "step"):
+        super().__init__()
+        self.every = every
 
     def on_train_begin(self, logs=None):
         self.ends: list[float] = []
 
     def on_train_batch_end(self, batch, logs=None):
-        float(logs["loss"])  # waits for the step to finish
-        self.ends.append(time.perf_counter())
+        if self.every == "step":
+            float(logs["loss"])  # waits for the step to finish
+            self.ends.append(time.perf_counter())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every == "epoch":
+            self.ends.append(time.perf_counter())
 
 
 def _simclr(encoder: str, image_shape: tuple[int, int, int], jit_compile: bool, augment: bool = True) -> SimCLR:
@@ -154,7 +164,7 @@ def epochs_throughput(
     batches = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images)).batch(batch_size, drop_remainder=True)
     batches = batches.prefetch(tf.data.AUTOTUNE)
     model = _simclr(encoder, image_shape, jit_compile=False)
-    clock = _EpochClock()
+    clock = _Clock(every="epoch")
     if one_iterator:
         model.fit(batches.repeat(), steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=0, callbacks=[clock])
     else:
@@ -170,14 +180,6 @@ def epochs_throughput(
         images_per_second=(epochs - 1) * steps_per_epoch * batch_size / seconds,
         peak_rss_mb=peak_rss_mb(),
     )
-
-
-class _EpochClock(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.ends: list[float] = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.ends.append(time.perf_counter())
 
 
 def train_step_throughput(
@@ -200,7 +202,7 @@ def train_step_throughput(
         model = _simclr(encoder, image_shape, jit_compile, augment)
         batch = tf.constant(_synthetic_images(batch_size, image_shape))
         batches = tf.data.Dataset.from_tensors(batch).repeat()
-        clock = _StepClock()
+        clock = _Clock()
         model.fit(batches, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[clock])
         images_per_second = steps * batch_size / (clock.ends[-1] - clock.ends[warmup - 1])
         flops = training_flops_per_image(model)
