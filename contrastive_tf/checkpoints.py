@@ -61,11 +61,13 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     It stops training at the first non-finite loss and never saves the weights that
     produced it, so the newest checkpoint is always a good one (`nan_epoch` says where).
     The step saved is the optimizer's own counter, which a restore brings back too.
+    With `directory=None` it only watches the loss: the non-chief workers of a cluster
+    stop with the chief but write nothing.
     """
 
-    def __init__(self, directory: str | os.PathLike, every_steps: int | None = None, keep: int = 2):
+    def __init__(self, directory: str | os.PathLike | None, every_steps: int | None = None, keep: int = 2):
         super().__init__()
-        self.directory = pathlib.Path(directory)
+        self.directory = pathlib.Path(directory) if directory is not None else None
         self.every_steps = every_steps
         self.keep = keep
         self.nan_epoch: int | None = None
@@ -91,6 +93,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         return int(self.model.optimizer.iterations.numpy())
 
     def save(self) -> None:
+        if self.directory is None:
+            return
         step = self._step()
         self.directory.mkdir(parents=True, exist_ok=True)
         weights = self.directory / f"step-{step}{_SUFFIX}"

@@ -28,6 +28,10 @@ def build_strategy(name: str = "auto", tpu_address: str | None = None) -> tf.dis
     multi_worker: MultiWorkerMirroredStrategy configured by the TF_CONFIG variable.
     tpu: the TPU at `tpu_address` ("" or None for a local or Cloud TPU VM).
     """
+    if name == "multi_worker":
+        # Before anything lists devices: that starts TensorFlow's runtime, after which
+        # collectives can no longer be configured.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if len(gpus) <= 1:
@@ -38,8 +42,6 @@ def build_strategy(name: str = "auto", tpu_address: str | None = None) -> tf.dis
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
         tf.config.experimental_connect_to_cluster(resolver)
@@ -61,3 +63,32 @@ def check_batch_size(global_batch_size: int, strategy: tf.distribute.Strategy) -
             f"NT-Xent needs at least 2, so use --batch_size >= {2 * replicas}"
         )
     return global_batch_size // replicas
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: always, except on the non-chief
+    workers of a multi-worker cluster (the chief is task "chief", else worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    if resolver.task_type in (None, "chief") or not cluster:
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
+def agree_across_workers(strategy: tf.distribute.Strategy, step: int, what: str) -> int:
+    """`step` if every worker holds the same value, else UsageError.
+
+    Workers that resumed from different checkpoints would train on different batches
+    and hang or diverge, so this is checked before training."""
+    if not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        return step
+    local = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([step], tf.int64))
+    steps = sorted(set(strategy.gather(local, axis=0).numpy().tolist()))
+    if len(steps) > 1:
+        raise UsageError(
+            f"the workers found different {what} (steps {', '.join(map(str, steps))}); give every worker "
+            "the same --model_dir on storage they all share"
+        )
+    return step

@@ -70,6 +70,17 @@ class SimCLR(keras.Model):
             if not part.built:
                 part.build(shape)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras takes a first batch from the iterator (which training then never sees)
+        # and reduces it across replicas, which fails under MultiWorkerMirroredStrategy
+        # (keras-team/keras#20585). Once built, and compiled without a loss or
+        # metrics, only the optimizer is left to build, and that needs no data.
+        needs_data = self._compile_loss is not None or self._compile_metrics is not None
+        if self._distribute_strategy is None or needs_data or not all(layer.built for layer in self._flatten_layers()):
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=())
+
     def call(self, images, training=False):
         """The representation h of `images`; what downstream tasks and the export use."""
         return self.encoder(to_unit_range(images), training=training)
@@ -96,7 +107,16 @@ class SimCLR(keras.Model):
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(loss)
         self.contrastive_accuracy.update_state(targets, logits)
-        return {metric.name: metric.result() for metric in self.metrics}
+        return self._logs()
+
+    def _logs(self) -> dict[str, tf.Tensor]:
+        logs = {metric.name: metric.result() for metric in self.metrics}
+        extended = tf.distribute.get_strategy().extended
+        if getattr(extended, "_in_multi_worker_mode", lambda: False)():
+            # Keras averages logs across workers along axis 0, which a scalar lacks
+            # (keras-team/keras#20585); the mean of [1]-vectors is the scalar mean.
+            logs = {name: value[None] for name, value in logs.items()}
+        return logs
 
     def _probe_loss(self, h: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor:
         """Cross-entropy of the online linear probe on frozen h (0 without labels)."""

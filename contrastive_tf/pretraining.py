@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from contrastive_tf import distribute
 from contrastive_tf.augmentation import SimCLRAugment
-from contrastive_tf.checkpoints import TrainingCheckpoint, restore, write_atomically
+from contrastive_tf.checkpoints import TrainingCheckpoint, latest_step, restore, write_atomically
 from contrastive_tf.data import ImageData, load_data, pretraining_batches
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
@@ -155,6 +155,9 @@ def build_model(config: PretrainConfig, data: ImageData, steps_per_epoch: int, j
     optimizer = build_optimizer(config.optimizer, schedule, config.weight_decay)
     exclude_vectors_from_weight_decay(optimizer, model.trainable_variables)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    # Now, not at the first step: under multi_worker every worker must create the same
+    # variables in the same order, whether or not it has a checkpoint to restore.
+    optimizer.build(model.trainable_variables)
     return model
 
 
@@ -201,22 +204,27 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     export_dir = check_export_target(config.export_dir or model_dir / "export", config.overwrite)
     model_dir.mkdir(parents=True, exist_ok=True)
 
-    is_chief = _is_chief(strategy)
-    checkpoint_dir = model_dir / "checkpoints" if is_chief else model_dir / f"checkpoints-worker-{_task_id()}"
+    # Every worker resumes from the chief's checkpoints; only the chief writes files.
+    is_chief = distribute.is_chief(strategy)
+    checkpoint_dir = model_dir / "checkpoints"
     with strategy.scope():
         model = build_model(config, data, steps_per_epoch, jit_compile)
-        step = restore(model, checkpoint_dir)
+        # All workers restore or none do: loading creates variables, each a collective.
+        step = distribute.agree_across_workers(strategy, latest_step(checkpoint_dir), "checkpoints")
+        step = restore(model, checkpoint_dir) if step else 0
     if config.verbose:
         resuming = f", resuming from the checkpoint at step {step}" if step else ""
         print(f"training {model.encoder.name} in {precision}, XLA {'on' if jit_compile else 'off'}{resuming}")
-    checkpoints = TrainingCheckpoint(checkpoint_dir, config.checkpoint_every_steps)
-    callbacks = [
-        # The CSV row of an epoch is written before its checkpoint: a kill in between
-        # repeats that epoch on resume, and `_read_history` keeps the repeat's row.
-        keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True),
-        checkpoints,
-        keras.callbacks.TensorBoard(str(model_dir / "logs"), update_freq="epoch"),
-    ]
+    checkpoints = TrainingCheckpoint(checkpoint_dir if is_chief else None, config.checkpoint_every_steps)
+    callbacks = [checkpoints]
+    if is_chief:
+        callbacks = [
+            # The CSV row of an epoch is written before its checkpoint: a kill in between
+            # repeats that epoch on resume, and `_read_history` keeps the repeat's row.
+            keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True),
+            checkpoints,
+            keras.callbacks.TensorBoard(str(model_dir / "logs"), update_freq="epoch"),
+        ]
     epoch, done = divmod(step, steps_per_epoch)
     # One iterator per `fit`, not per epoch: a fresh one each epoch stalls 1-5 s while
     # tf.data tears the old one down. Skipping the batches already trained on makes a
@@ -232,9 +240,9 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
             f"the loss became NaN in epoch {checkpoints.nan_epoch + 1}; lower --learning_rate (or raise "
             f"--temperature) and rerun: it resumes from the last good checkpoint in {model_dir / 'checkpoints'}"
         )
-    history = _read_history(model_dir / "history.csv")
     if not is_chief:
-        return PretrainResult(model, history, None, None, None, [])
+        return PretrainResult(model, {}, None, None, None, [])
+    history = _read_history(model_dir / "history.csv")
 
     write_atomically(model_dir / "simclr.keras", model.save)
     figures = [model_dir / "views.png", model_dir / "training_curves.png"]
@@ -242,11 +250,18 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     plot_view_pairs(sample_images, model.augmenter, figures[0])
     plot_training_curves(history, figures[1])
 
+    # The chief goes on alone with a copy of the encoder outside the strategy: under
+    # multi_worker the trained one would wait for the other workers at every call.
+    new_encoder = functools.partial(
+        build_encoder, encoder_name(config, data.image_shape), data.image_shape, config.width
+    )
+    encoder = new_encoder()
+    encoder.set_weights(model.encoder.get_weights())
     probe = random_probe = None
     if data.test is not None and data.num_classes:
-        probe = probe_encoder(model.encoder, data.train, data.test, data.num_classes, seed=config.seed)
+        probe = probe_encoder(encoder, data.train, data.test, data.num_classes, seed=config.seed)
         keras.utils.set_random_seed(config.seed)
-        random_encoder = build_encoder(encoder_name(config, data.image_shape), data.image_shape, config.width)
+        random_encoder = new_encoder()
         random_probe = probe_encoder(random_encoder, data.train, data.test, data.num_classes, seed=config.seed)
 
     metadata = {
@@ -255,25 +270,11 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
         "jit_compile": jit_compile,
         "dataset": data.name,
         "image_shape": data.image_shape,
-        "encoder": model.encoder.name,
+        "encoder": encoder.name,
         "epochs_trained": len(next(iter(history.values()), [])),
         "final_loss": history.get("loss", [None])[-1],
         "linear_probe_top1": probe.top1_accuracy if probe else None,
         "random_encoder_linear_probe_top1": random_probe.top1_accuracy if random_probe else None,
     }
-    export_path = export_encoder(model.encoder, export_dir, data.image_shape, config.overwrite, metadata)
+    export_path = export_encoder(encoder, export_dir, data.image_shape, config.overwrite, metadata)
     return PretrainResult(model, history, export_path, probe, random_probe, figures)
-
-
-def _task_id() -> int:
-    return tf.distribute.cluster_resolver.TFConfigClusterResolver().task_id or 0
-
-
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Only the chief writes the model, figures and export under multi-worker training."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return True
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    return resolver.task_type in (None, "chief") or (
-        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
-    )

@@ -1,5 +1,5 @@
 """What every entry point shares: absl start-up, usage errors as one line + exit 2, and a
-full disk as one line + exit 1."""
+full disk or a lost worker as one line + exit 1."""
 
 from __future__ import annotations
 
@@ -42,6 +42,19 @@ def _no_room_reason(error: Exception) -> str | None:
     return next((reason for reason in _NO_ROOM.values() if reason in str(error)), None)
 
 
+def _environment_failure(error: Exception) -> str | None:
+    """The one-line message for a failure of the machine rather than of the command."""
+    if isinstance(error, tf.errors.UnavailableError):
+        # TensorFlow aborts every collective once a worker stops; the process cannot go on.
+        reason = " ".join(line.strip() for line in str(error).splitlines()[:2])
+        return f"lost contact with another worker ({reason}); restart every worker with the same command"
+    reason = _no_room_reason(error)
+    if reason is None:
+        return None
+    # Checkpoints, exports and .keras files are staged and renamed: nothing half-written is left.
+    return f"no room to write ({reason}); free some disk space and rerun the same command"
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """Runs `main` under absl; a UsageError from the library becomes a one-line exit 2."""
 
@@ -55,15 +68,10 @@ def run(main: Callable[[list[str]], None]) -> None:
         except UsageError as error:
             fail(str(error))
         except (OSError, tf.errors.OpError) as error:
-            reason = _no_room_reason(error)
-            if reason is None:
+            message = _environment_failure(error)
+            if message is None:
                 raise
-            # Checkpoints, exports and .keras files are staged and renamed: nothing half-written is left.
-            print(
-                f"error: no room to write ({reason}); free some disk space and rerun the same command: "
-                "it resumes from the last checkpoint",
-                file=sys.stderr,
-            )
+            print(f"error: {message}: it resumes from the last checkpoint", file=sys.stderr)
             sys.exit(ENVIRONMENT_ERROR)
 
     app.run(guarded, flags_parser=_parse_flags)

@@ -1,0 +1,161 @@
+"""`--strategy=multi_worker` on the real engine: two worker processes under TF_CONFIG on
+127.0.0.1, as on a cluster of two machines (each sees one CPU device)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from contrastive_tf.checkpoints import latest_step
+
+# float32 so that the two engines can be compared closely; 10 steps per epoch.
+FLAGS = ["--epochs=2", "--batch_size=200", "--width=0.25", "--encoder=small_cnn", "--precision=float32"]
+FLAGS += ["--verbose=2", "--checkpoint_every_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_subset, tmp_path_factory):
+    """2,000 unlabelled training digits: no probe at the end, which keeps the runs short."""
+    path = tmp_path_factory.mktemp("digits") / "digits.npz"
+    with np.load(mnist_subset) as mnist:
+        np.savez(path, x_train=mnist["x_train"][:2000])
+    return path
+
+
+def _command(data, model_dir, *flags):
+    return [
+        sys.executable,
+        "-m",
+        "experiments.pretrain",
+        f"--dataset={data}",
+        f"--model_dir={model_dir}",
+        *FLAGS,
+        *flags,
+    ]
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(data, *model_dirs):
+    """One process per model_dir, worker 0 (the chief) first."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(len(model_dirs))]}
+    workers = []
+    for index, model_dir in enumerate(model_dirs):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(
+            subprocess.Popen(
+                _command(data, model_dir, "--strategy=multi_worker"),
+                cwd=ROOT,
+                env={**os.environ, "TF_CONFIG": tf_config},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    return workers
+
+
+def _finish(workers, timeout=300):
+    """(returncode, stdout, stderr) of each worker; kills them all if one hangs."""
+    try:
+        return [(w.wait(timeout), *w.communicate()) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+
+
+def _losses(model_dir):
+    return np.genfromtxt(model_dir / "history.csv", delimiter=",", names=True)["loss"]
+
+
+def _weights(model_dir):
+    import keras
+
+    model = keras.saving.load_model(model_dir / "simclr.keras", safe_mode=True)
+    return [w.numpy() for w in model.weights]
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(digits, tmp_path_factory):
+    """An uninterrupted two-worker run. Worker 1 is given its own, empty model_dir, so
+    that anything it wrote would show there."""
+    root = tmp_path_factory.mktemp("multi_worker")
+    chief_dir, worker_dir = root / "chief", root / "worker"
+    results = _finish(_start_workers(digits, chief_dir, worker_dir))
+    for returncode, _, stderr in results:
+        assert returncode == 0, stderr[-3000:]
+    return chief_dir, worker_dir, results
+
+
+@pytest.mark.slow
+def test_two_workers_train_like_one_process_and_only_the_chief_writes(two_worker_run, digits, tmp_path):
+    chief_dir, worker_dir, [(_, chief_out, _), (_, worker_out, _)] = two_worker_run
+    assert "SavedModel:" in chief_out and "SavedModel:" not in worker_out
+    for name in ("export/saved_model.pb", "simclr.keras", "history.csv", "checkpoints/checkpoint.json"):
+        assert (chief_dir / name).exists(), name
+    assert not worker_dir.exists() or not any(worker_dir.iterdir()), list(worker_dir.rglob("*"))
+
+    # One process with the same global batch over two devices: replica 0 takes the first
+    # half of each batch and replica 1 the second, on both engines, and each replica draws
+    # its views from the seed folded with its replica id. The losses differ only by the
+    # order in which the collectives sum.
+    single = subprocess.run(
+        _command(digits, tmp_path, "--strategy=mirrored", "--cpu_replicas=2"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    np.testing.assert_allclose(_losses(chief_dir), _losses(tmp_path), rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_job_and_a_restart_resumes_it(two_worker_run, digits, tmp_path):
+    model_dir = tmp_path / "run"
+    chief, worker = _start_workers(digits, model_dir, model_dir)
+    deadline = time.monotonic() + 120
+    while latest_step(model_dir / "checkpoints") == 0 and chief.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert chief.poll() is None, "the run ended before a checkpoint could be waited for"
+    worker.send_signal(signal.SIGKILL)
+    # TensorFlow cannot carry on without a worker: the chief stops with one line.
+    [(returncode, _, stderr), _] = _finish([chief, worker], timeout=180)
+    last_line = stderr.strip().splitlines()[-1]
+    assert returncode == 1 and last_line.startswith("error: lost contact with another worker"), stderr[-3000:]
+    step = latest_step(model_dir / "checkpoints")
+    assert step > 0
+
+    # A worker that cannot see the chief's checkpoints is refused before any training.
+    refused = _finish(_start_workers(digits, model_dir, tmp_path / "elsewhere"))
+    for returncode, _, stderr in refused:
+        assert returncode == 2 and "the workers found different checkpoints" in stderr.strip().splitlines()[-1], stderr[
+            -2000:
+        ]
+
+    results = _finish(_start_workers(digits, model_dir, model_dir))
+    for returncode, _, stderr in results:
+        assert returncode == 0, stderr[-3000:]
+    assert f"resuming from the checkpoint at step {step}" in results[0][1]
+    assert sorted(set(np.genfromtxt(model_dir / "history.csv", delimiter=",", names=True)["epoch"])) == [0, 1]
+    # It ends where the uninterrupted run did (the same tolerance as a killed one-process run).
+    for whole, resumed in zip(_weights(two_worker_run[0]), _weights(model_dir)):
+        if whole.dtype.kind == "f":
+            np.testing.assert_allclose(resumed, whole, rtol=1e-4, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(resumed, whole)
