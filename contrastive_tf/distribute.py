@@ -77,12 +77,18 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
 
 
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several worker processes (MultiWorkerMirroredStrategy
+    under a TF_CONFIG that lists more than one task)."""
+    return getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+
+
 def agree_across_workers(strategy: tf.distribute.Strategy, step: int, what: str) -> int:
     """`step` if every worker holds the same value, else UsageError.
 
     Workers that resumed from different checkpoints would train on different batches
     and hang or diverge, so this is checked before training."""
-    if not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+    if not is_multi_worker(strategy):
         return step
     local = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([step], tf.int64))
     steps = sorted(set(strategy.gather(local, axis=0).numpy().tolist()))

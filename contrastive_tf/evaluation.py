@@ -1,4 +1,5 @@
-"""What a representation is worth: frozen features and the linear-probe protocol."""
+"""What a representation is worth: frozen features, the linear-probe protocol, and the
+labelled data (and few-label subsets) that evaluations run on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.data import Split
+from contrastive_tf.data import UNLABELED, ImageData, Split, load_data
+from contrastive_tf.errors import UsageError
 from contrastive_tf.model import to_unit_range
 
 
@@ -19,15 +21,71 @@ def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) 
     """
     images = split.dataset.map(lambda image, label: to_unit_range(image), num_parallel_calls=tf.data.AUTOTUNE)
     features = encoder.predict(images.batch(batch_size).prefetch(tf.data.AUTOTUNE), verbose=0)
-    labels = np.concatenate(list(split.dataset.map(lambda image, label: label).batch(65_536).as_numpy_iterator()))
-    return np.asarray(features, np.float32), labels
+    return np.asarray(features, np.float32), split_labels(split)
+
+
+def split_labels(split: Split) -> np.ndarray:
+    """The labels of `split`, in order."""
+    batches = split.dataset.map(lambda image, label: label).batch(65_536).as_numpy_iterator()
+    return np.concatenate([np.zeros(0, np.int64), *batches])
+
+
+def labelled_data(dataset: str, data_dir: str | None, image_shape: tuple[int, int, int]) -> ImageData:
+    """`dataset` at an encoder's image size, checked to hold what an evaluation needs:
+    labels and a test split. UsageError otherwise."""
+    height, width, channels = image_shape
+    data = load_data(dataset, data_dir, image_size=height if height == width else None)
+    if data.image_shape[-1] != channels:
+        raise UsageError(
+            f"{dataset} has {data.image_shape[-1]}-channel images but the encoder takes {channels}; "
+            "evaluate on data like the data it was pretrained on"
+        )
+    if data.image_shape[:2] != (height, width):
+        raise UsageError(f"{dataset} images are {data.image_shape[:2]} but the encoder takes {(height, width)}")
+    if not data.num_classes or data.test is None:
+        raise UsageError(
+            f"{dataset} has no labelled test split; evaluation needs one (an .npz with x_test and y_test, "
+            "or a folder with train/ and test/ class folders)"
+        )
+    return data
+
+
+def stratified_indices(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted indices of `fraction` of the labelled examples of each class, at least one
+    per class, drawn with `seed`: 1% of CIFAR-10's 5,000 per class is 50 per class."""
+    if not 0 < fraction <= 1:
+        raise UsageError(f"label_fraction must be in (0, 1], got {fraction}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels[labels != UNLABELED]):
+        members = np.flatnonzero(labels == label)
+        chosen.append(rng.choice(members, max(1, round(fraction * len(members))), replace=False))
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
+def labelled_subset(data: ImageData, fraction: float, seed: int = 0) -> ImageData:
+    """`data` with its training split cut to `stratified_indices`; unchanged at 1.0
+    when every training example is labelled."""
+    labels = split_labels(data.train)
+    if fraction == 1.0 and np.all(labels != UNLABELED):
+        return data
+    keep = np.zeros(len(labels), bool)
+    keep[stratified_indices(labels, fraction, seed)] = True
+    mask = tf.constant(keep)
+    subset = data.train.dataset.enumerate().filter(lambda index, example: mask[index]).map(lambda _, example: example)
+    return dataclasses.replace(data, train=Split(subset, int(keep.sum())))
 
 
 @dataclasses.dataclass
 class ProbeResult:
+    """The probe's test accuracy, its class scores (logits) for every test example, and
+    its per-epoch training loss and accuracy."""
+
     top1_accuracy: float
     num_train: int
     num_test: int
+    test_scores: np.ndarray | None = None
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 def linear_probe(
@@ -57,9 +115,10 @@ def linear_probe(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    classifier.fit((train_features - mean) / std, train_labels, batch_size=256, epochs=epochs, verbose=0)
-    _, accuracy = classifier.evaluate((test_features - mean) / std, test_labels, batch_size=1024, verbose=0)
-    return ProbeResult(float(accuracy), len(train_features), len(test_features))
+    fitted = classifier.fit((train_features - mean) / std, train_labels, batch_size=256, epochs=epochs, verbose=0)
+    scores = classifier.predict((test_features - mean) / std, batch_size=1024, verbose=0)
+    accuracy = float(np.mean(np.argmax(scores, axis=1) == test_labels))
+    return ProbeResult(accuracy, len(train_features), len(test_features), scores, fitted.history)
 
 
 def probe_encoder(encoder: keras.Model, train: Split, test: Split, num_classes: int, **probe_args) -> ProbeResult:

@@ -18,6 +18,8 @@ import tensorflow as tf
 from contrastive_tf.errors import UsageError
 from contrastive_tf.model import to_unit_range
 
+METADATA_FILE = "model_card.json"
+
 
 def _replace_directory(staged: pathlib.Path, target: pathlib.Path) -> None:
     """Moves `staged` to `target` with renames only, so readers see old or new, never half."""
@@ -53,7 +55,7 @@ def export_encoder(
 
     The SavedModel is written to a temporary sibling folder and renamed into place, so
     a crash never leaves a half-written export. `metadata` (JSON-serialisable) is
-    written beside it as `export_metadata.json`.
+    written beside it as `model_card.json`.
 
     Raises:
         UsageError: `export_dir` exists and `overwrite` is False.
@@ -78,7 +80,7 @@ def export_encoder(
     try:
         archive.write_out(str(staged), verbose=False)
         if metadata is not None:
-            (staged / "export_metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
+            (staged / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
         _replace_directory(staged, target)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from contrastive_tf.distribute import is_multi_worker
 from contrastive_tf.losses import mean_cross_entropy, nt_xent_logits
 
 
@@ -111,8 +112,7 @@ class SimCLR(keras.Model):
 
     def _logs(self) -> dict[str, tf.Tensor]:
         logs = {metric.name: metric.result() for metric in self.metrics}
-        extended = tf.distribute.get_strategy().extended
-        if getattr(extended, "_in_multi_worker_mode", lambda: False)():
+        if is_multi_worker(tf.distribute.get_strategy()):
             # Keras averages logs across workers along axis 0, which a scalar lacks
             # (keras-team/keras#20585); the mean of [1]-vectors is the scalar mean.
             logs = {name: value[None] for name, value in logs.items()}

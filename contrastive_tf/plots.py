@@ -1,4 +1,5 @@
-"""Pictures a person would rather look at than numbers: views and training curves."""
+"""Pictures a person would rather look at than numbers: views, training curves, the
+confusion matrix and a 2-D map of the representation."""
 
 from __future__ import annotations
 
@@ -57,4 +58,66 @@ def plot_training_curves(history: dict[str, list[float]], path: str | os.PathLik
         axis.set_title(name)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
+    return _finish(figure, path)
+
+
+def plot_confusion_matrix(
+    confusion: np.ndarray, class_names: list[str] | tuple[str, ...] = (), path: str | os.PathLike | None = None
+) -> Figure:
+    """Rows are true classes, columns predictions; each row is shaded by its share, so
+    rare classes show as clearly as common ones, and small matrices print the counts."""
+    confusion = np.asarray(confusion)
+    count = len(confusion)
+    names = list(class_names)[:count] + [str(index) for index in range(len(class_names), count)]
+    shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    size = min(3 + 0.45 * count, 16)
+    figure, axis = plt.subplots(figsize=(size, size))
+    image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    ticks = np.arange(count) if count <= 40 else []
+    axis.set_xticks(ticks, [names[index] for index in ticks], rotation=90)
+    axis.set_yticks(ticks, [names[index] for index in ticks])
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    if count <= 20:
+        for row, column in np.ndindex(confusion.shape):
+            colour = "white" if shares[row, column] > 0.5 else "black"
+            axis.text(column, row, confusion[row, column], ha="center", va="center", fontsize=7, color=colour)
+    return _finish(figure, path)
+
+
+def pca_2d(features: np.ndarray) -> np.ndarray:
+    """The projection of `features` [N, D] on its two principal axes, [N, 2]."""
+    centred = np.asarray(features, np.float64) - np.mean(features, axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    return centred @ axes[:2].T
+
+
+def plot_embedding(
+    features: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str] | tuple[str, ...] = (),
+    path: str | os.PathLike | None = None,
+    max_points: int = 5000,
+    seed: int = 0,
+) -> Figure:
+    """The features' first two principal components, one colour per class (PCA: exact,
+    fast and deterministic; the notebooks show t-SNE). At most `max_points` points."""
+    if len(features) > max_points:
+        chosen = np.random.default_rng(seed).choice(len(features), max_points, replace=False)
+        features, labels = features[chosen], labels[chosen]
+    points = pca_2d(features)
+    figure, axis = plt.subplots(figsize=(6.5, 5))
+    colours = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+    for label in np.unique(labels):
+        name = class_names[label] if 0 <= label < len(class_names) else str(label)
+        here = labels == label
+        axis.scatter(
+            points[here, 0], points[here, 1], s=4, alpha=0.6, color=colours(int(label) % colours.N), label=name
+        )
+    if len(np.unique(labels)) <= 20:
+        axis.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    axis.set_xlabel("principal component 1")
+    axis.set_ylabel("principal component 2")
+    axis.set_title("test representations (PCA)")
     return _finish(figure, path)

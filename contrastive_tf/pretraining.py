@@ -9,9 +9,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import math
 import pathlib
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from contrastive_tf import distribute
@@ -20,9 +22,10 @@ from contrastive_tf.checkpoints import TrainingCheckpoint, latest_step, restore,
 from contrastive_tf.data import ImageData, load_data, pretraining_batches
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
-from contrastive_tf.evaluation import ProbeResult, probe_encoder
+from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
 from contrastive_tf.export import check_export_target, export_encoder
 from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.knn import KnnMonitor, knn_scores
 from contrastive_tf.model import SimCLR
 from contrastive_tf.optimizers import (
     build_optimizer,
@@ -32,6 +35,7 @@ from contrastive_tf.optimizers import (
 )
 from contrastive_tf.plots import plot_training_curves, plot_view_pairs
 from contrastive_tf.precision import global_precision, resolve_jit_compile, resolve_precision
+from contrastive_tf.reports import provenance
 
 
 @dataclasses.dataclass
@@ -79,6 +83,8 @@ class PretrainConfig:
     export_dir: str | None = None
     overwrite: bool = False
     checkpoint_every_steps: int | None = None
+    # Log the kNN accuracy of a held-out split every this many epochs (0: never).
+    knn_every_epochs: int = 1
     verbose: int | str = "auto"
 
     def validate(self) -> None:
@@ -100,6 +106,7 @@ class PretrainConfig:
                 self.image_size is None or self.image_size >= 8,
                 f"image_size must be >= 8 for the crop, got {self.image_size}",
             ),
+            (self.knn_every_epochs >= 0, f"knn_every_epochs must be >= 0, got {self.knn_every_epochs}"),
             (
                 self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
                 f"checkpoint_every_steps must be >= 1, got {self.checkpoint_every_steps}",
@@ -118,6 +125,7 @@ class PretrainResult:
     probe: ProbeResult | None
     random_probe: ProbeResult | None
     figures: list[pathlib.Path]
+    knn_top1: float | None = None
 
 
 def encoder_name(config: PretrainConfig, image_shape: tuple[int, int, int]) -> str:
@@ -163,7 +171,7 @@ def _read_history(path: pathlib.Path) -> dict[str, list[float]]:
         rows = list({row["epoch"]: row for row in csv.DictReader(file)}.values())
     # Keras writes "NA" for metrics it did not compute (no validation data).
     names = [name for name in (rows[0] if rows else {}) if name != "epoch" and rows[0][name] != "NA"]
-    return {name: [float(row[name]) for row in rows] for name in names}
+    return {name: [float(row[name]) if row[name] != "NA" else math.nan for row in rows] for name in names}
 
 
 def pretrain(config: PretrainConfig) -> PretrainResult:
@@ -211,7 +219,12 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     checkpoints = TrainingCheckpoint(checkpoint_dir if is_chief else None, config.checkpoint_every_steps)
     callbacks = [checkpoints]
     if is_chief:
+        # The kNN monitor stays off under multi_worker, where it has not been tested.
+        monitor = data.test is not None and data.num_classes and config.knn_every_epochs
+        monitor = monitor and not distribute.is_multi_worker(strategy)
         callbacks = [
+            # First, so that the logs after it include its accuracy.
+            *([KnnMonitor(data.train, data.test, data.num_classes, config.knn_every_epochs)] if monitor else []),
             # The CSV row of an epoch is written before its checkpoint: a kill in between
             # repeats that epoch on resume, and `_read_history` keeps the repeat's row.
             keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True),
@@ -250,24 +263,36 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     )
     encoder = new_encoder()
     encoder.set_weights(model.encoder.get_weights())
-    probe = random_probe = None
+    probe = random_probe = knn_top1 = None
     if data.test is not None and data.num_classes:
-        probe = probe_encoder(encoder, data.train, data.test, data.num_classes, seed=config.seed)
+        features = (*extract_features(encoder, data.train), *extract_features(encoder, data.test))
+        probe = linear_probe(*features, data.num_classes, seed=config.seed)
+        train_features, train_labels, test_features, test_labels = features
+        votes = knn_scores(train_features, train_labels, test_features, data.num_classes)
+        knn_top1 = float(np.mean(np.argmax(votes, axis=1) == test_labels))
         keras.utils.set_random_seed(config.seed)
-        random_encoder = new_encoder()
-        random_probe = probe_encoder(random_encoder, data.train, data.test, data.num_classes, seed=config.seed)
+        random_probe = probe_encoder(new_encoder(), data.train, data.test, data.num_classes, seed=config.seed)
 
-    metadata = {
-        "config": dataclasses.asdict(config),
-        "precision": precision,
-        "jit_compile": jit_compile,
+    card = {
+        "encoder": encoder.name,
+        "method": "SimCLR",
         "dataset": data.name,
         "image_shape": data.image_shape,
-        "encoder": encoder.name,
+        "inputs": "serving_default: uint8 images [B, H, W, C] in [0, 255]; serve_float: float32 in [0, 1]",
+        "outputs": "representation: float32 [B, D], the encoder output h (the projection head is not exported)",
         "epochs_trained": len(next(iter(history.values()), [])),
         "final_loss": history.get("loss", [None])[-1],
         "linear_probe_top1": probe.top1_accuracy if probe else None,
+        "knn_top1": knn_top1,
         "random_encoder_linear_probe_top1": random_probe.top1_accuracy if random_probe else None,
+        "evaluation_protocol": "linear probe: L2 logistic regression on frozen, standardised h of the training split, "
+        "scored on the test split; kNN: k=200, temperature 0.1, cosine similarity",
+        "precision": precision,
+        "jit_compile": jit_compile,
+        "config": dataclasses.asdict(config),
+        "caveats": "A SavedModel is code: load it only from sources you trust. An encoder trained in mixed "
+        "precision computes in it.",
+        **provenance(),
     }
-    export_path = export_encoder(encoder, export_dir, data.image_shape, config.overwrite, metadata)
-    return PretrainResult(model, history, export_path, probe, random_probe, figures)
+    export_path = export_encoder(encoder, export_dir, data.image_shape, config.overwrite, card)
+    return PretrainResult(model, history, export_path, probe, random_probe, figures, knn_top1)

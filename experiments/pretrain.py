@@ -61,6 +61,9 @@ flags.DEFINE_boolean("overwrite", D.overwrite, "Replace an existing export.")
 flags.DEFINE_integer(
     "checkpoint_every_steps", D.checkpoint_every_steps, "Checkpoint interval in steps (default: every epoch)."
 )
+flags.DEFINE_integer(
+    "knn_every_epochs", D.knn_every_epochs, "Log the kNN accuracy of the test split every N epochs (0: never)."
+)
 flags.DEFINE_enum(
     "verbose", "auto", ("auto", "0", "1", "2"), "Keras fit verbosity: 1 progress bar, 2 a line per epoch."
 )
@@ -87,6 +90,7 @@ def main(argv: list[str]) -> None:
             f"linear probe top-1 on {result.probe.num_test} test images: "
             f"learned {result.probe.top1_accuracy:.2%} | random weights {result.random_probe.top1_accuracy:.2%}"
         )
+        print(f"kNN top-1 (k=200): {result.knn_top1:.2%}")
     print(f"figures: {', '.join(str(path) for path in result.figures)}")
     print(f"SavedModel: {result.export_path}")
 

@@ -1,6 +1,8 @@
 """Test set-up: two logical CPU devices (for MirroredStrategy) and the shared data."""
 
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -29,6 +31,19 @@ def mnist_subset(tmp_path_factory) -> pathlib.Path:
             y_test=mnist["y_test"][:1000],
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(mnist_subset, tmp_path_factory) -> tuple[pathlib.Path, subprocess.CompletedProcess]:
+    """One short real pretraining run on the MNIST subset (4 epochs, about a minute), shared
+    by the tests of pretraining and of the evaluations that start from its outputs."""
+    model_dir = tmp_path_factory.mktemp("pretrained")
+    flags = [f"--dataset={mnist_subset}", "--epochs=4", "--batch_size=200", f"--model_dir={model_dir}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.pretrain", *flags], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir, result
 
 
 @pytest.fixture(scope="session")

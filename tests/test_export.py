@@ -55,7 +55,7 @@ def test_export_loads_without_the_package_and_gives_the_same_embeddings(encoder,
     with np.load(tmp_path / "out.npz") as out:
         for name in ("saved_model", "float", "layer"):
             np.testing.assert_allclose(out[name], expected, rtol=1e-5, atol=1e-6, err_msg=name)
-    assert json.loads((export_dir / "export_metadata.json").read_text()) == {"dataset": "test"}
+    assert json.loads((export_dir / "model_card.json").read_text()) == {"dataset": "test"}
 
 
 def test_existing_export_is_refused_without_overwrite(encoder, tmp_path):

@@ -24,15 +24,14 @@ def _run(*flags, timeout=600):
 
 
 @pytest.mark.slow
-def test_short_mnist_run_beats_random_weights_and_exports(mnist_subset, tmp_path):
-    result = _run(f"--dataset={mnist_subset}", "--epochs=4", "--batch_size=200", f"--model_dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_short_mnist_run_beats_random_weights_and_exports(pretrained_run):
+    tmp_path, result = pretrained_run
     probe = re.search(r"learned ([\d.]+)% \| random weights ([\d.]+)%", result.stdout)
     learned, random_weights = float(probe.group(1)), float(probe.group(2))
     assert learned > random_weights + 3.0, result.stdout
     export = re.search(r"SavedModel: (\S+)", result.stdout).group(1)
     assert os.path.exists(os.path.join(export, "saved_model.pb"))
-    metadata = json.loads(open(os.path.join(export, "export_metadata.json")).read())
+    metadata = json.loads(open(os.path.join(export, "model_card.json")).read())
     assert metadata["linear_probe_top1"] == pytest.approx(learned / 100, abs=1e-4)
     for name in ("views.png", "training_curves.png", "simclr.keras", "history.csv"):
         assert (tmp_path / name).stat().st_size > 0

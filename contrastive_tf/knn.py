@@ -1,0 +1,85 @@
+"""Weighted k-nearest-neighbour classification of frozen features.
+
+The protocol of the PyTorch self-supervised benchmarks (Wu et al. 2018): features are
+L2-normalised, each test image takes its k most cosine-similar training images, and a
+neighbour with similarity s votes for its class with weight exp(s / temperature). It
+needs no training, so it is a cheap, hyperparameter-light view of a representation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from contrastive_tf.data import Split
+from contrastive_tf.evaluation import extract_features
+
+
+def knn_scores(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """The class votes [num_test, num_classes] of every test image; argmax is the prediction.
+
+    Exact: every test image is compared with every training image, `batch_size` test
+    images per matrix product, so memory stays at batch_size x num_train similarities.
+    """
+    if k < 1 or temperature <= 0:
+        raise ValueError(f"k must be >= 1 and temperature > 0; got k={k}, temperature={temperature}")
+    train = tf.math.l2_normalize(tf.constant(train_features, tf.float32), axis=1)
+    labels = tf.one_hot(tf.constant(train_labels, tf.int64), num_classes)
+    k = min(k, len(train_features))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, train.shape[1]), tf.float32)])
+    def votes(test: tf.Tensor) -> tf.Tensor:
+        similarities = tf.matmul(tf.math.l2_normalize(test, axis=1), train, transpose_b=True)
+        nearest, index = tf.math.top_k(similarities, k)
+        return tf.einsum("bk,bkc->bc", tf.exp(nearest / temperature), tf.gather(labels, index))
+
+    test_features = np.asarray(test_features, np.float32)
+    batches = [votes(test_features[start : start + batch_size]) for start in range(0, len(test_features), batch_size)]
+    return np.concatenate([batch.numpy() for batch in batches]) if batches else np.zeros((0, num_classes), np.float32)
+
+
+class KnnMonitor(keras.callbacks.Callback):
+    """Logs `knn_accuracy` at the end of every `every_epochs`-th epoch: the weighted kNN
+    top-1 of the encoder's current features, with (up to `bank_size`) training images as
+    the memory and (up to `query_size`) held-out images as queries. It needs no training,
+    so it is a cheap running measure of the representation beside the online probe.
+
+    Other epochs log NaN, so that CSV and TensorBoard logs keep one column throughout.
+    """
+
+    def __init__(
+        self,
+        bank: Split,
+        queries: Split,
+        num_classes: int,
+        every_epochs: int = 1,
+        k: int = 200,
+        temperature: float = 0.1,
+        bank_size: int = 2000,
+        query_size: int = 1000,
+    ):
+        super().__init__()
+        self.bank = Split(bank.dataset.take(bank_size), min(bank.num_examples, bank_size))
+        self.queries = Split(queries.dataset.take(query_size), min(queries.num_examples, query_size))
+        self.num_classes, self.every_epochs, self.k, self.temperature = num_classes, every_epochs, k, temperature
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        logs["knn_accuracy"] = math.nan
+        if (epoch + 1) % self.every_epochs == 0:
+            bank_features, bank_labels = extract_features(self.model.encoder, self.bank)
+            query_features, query_labels = extract_features(self.model.encoder, self.queries)
+            votes = knn_scores(bank_features, bank_labels, query_features, self.num_classes, self.k, self.temperature)
+            logs["knn_accuracy"] = float(np.mean(np.argmax(votes, axis=1) == query_labels))

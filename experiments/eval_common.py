@@ -1,0 +1,59 @@
+"""What the evaluation entry points share: the flags naming the data and the encoder, the
+loading of both, and the summary they print."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from contrastive_tf.data import ImageData
+from contrastive_tf.evaluation import labelled_data, labelled_subset
+from contrastive_tf.pretrained import Pretrained, load_pretrained
+
+flags.DEFINE_string(
+    "dataset",
+    "sample",
+    "Labelled data with a test split: 'sample', a TFDS name, a Keras-layout .npz, or an image folder "
+    "with train/ and test/.",
+)
+flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_float("label_fraction", 1.0, "Use this fraction of the training labels, the same share of every class.")
+flags.DEFINE_integer("seed", 0, "Random seed (the labelled subset, initial weights).")
+FLAGS = flags.FLAGS
+
+
+def define_encoder_path() -> None:
+    """The --encoder_path flag, for the entry points that evaluate a pretrained encoder."""
+    flags.DEFINE_string(
+        "encoder_path", "runs/simclr", "The encoder: a pretraining --model_dir, its export directory, or a .keras file."
+    )
+
+
+def load_inputs() -> tuple[Pretrained, ImageData]:
+    """The encoder, and the data at its image size with the training split cut to
+    `--label_fraction`."""
+    pretrained = load_pretrained(FLAGS.encoder_path)
+    data = labelled_data(FLAGS.dataset, FLAGS.data_dir, pretrained.image_shape)
+    return pretrained, labelled_subset(data, FLAGS.label_fraction, FLAGS.seed)
+
+
+def describe(pretrained: Pretrained, data: ImageData) -> dict:
+    """What every results.json says about its inputs."""
+    return {
+        "dataset": data.name,
+        "encoder": pretrained.name,
+        "encoder_path": FLAGS.encoder_path,
+        "label_fraction": FLAGS.label_fraction,
+        "num_train": data.train.num_examples,
+        "num_test": data.test.num_examples,
+    }
+
+
+def print_summary(results: dict, output_dir: str) -> None:
+    top5 = f", top-5 {results['top5_accuracy']:.2%}" if "top5_accuracy" in results else ""
+    fraction = results.get("label_fraction")
+    labels = f", label fraction {fraction:g}" if fraction is not None else ""
+    print(
+        f"{results['evaluation']} top-1 on {results['num_test']} test images: {results['top1_accuracy']:.2%}{top5} "
+        f"({results['num_train']} training images{labels})"
+    )
+    print(f"results: {output_dir}/results.json")

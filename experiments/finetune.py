@@ -1,0 +1,77 @@
+"""Fine-tune a pretrained encoder on a stratified, seeded fraction of the labels, or
+train the same architecture from scratch on them (the supervised baseline).
+
+python -m experiments.finetune --encoder_path=runs/simclr --dataset=sample --label_fraction=0.01
+python -m experiments.finetune --encoder_path=runs/simclr --dataset=sample --label_fraction=0.01 --from_scratch
+
+Writes results.json, confusion_matrix.png, embedding.png, training_curves.png and the
+fine-tuned classifier.keras into --output_dir.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import keras
+from absl import flags
+
+from contrastive_tf.checkpoints import write_atomically
+from contrastive_tf.errors import UsageError
+from contrastive_tf.evaluation import extract_features
+from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
+from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.reports import report_classification
+from experiments import cli, eval_common
+
+flags.DEFINE_string("output_dir", "runs/finetune", "Where results.json, the figures and classifier.keras go.")
+flags.DEFINE_integer("epochs", 30, "Training epochs over the labelled subset.")
+flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (cosine decay to 0).")
+flags.DEFINE_integer(
+    "head_layers", 0, "Keep this many projection-head layers below the classifier (SimCLRv2 fine-tunes from 1)."
+)
+flags.DEFINE_boolean("from_scratch", False, "Train the same architecture from random weights: the baseline.")
+eval_common.define_encoder_path()
+FLAGS = flags.FLAGS
+
+
+def build_classifier(pretrained, num_classes: int) -> Classifier:
+    """The classifier on the pretrained encoder (and head layers), or on fresh copies of
+    them with `--from_scratch`."""
+    if pretrained.model is None:
+        raise UsageError(
+            "fine-tuning needs the whole trainable model: pass the pretraining --model_dir (with simclr.keras), "
+            "not its export, whose batch norm is frozen"
+        )
+    encoder, head = pretrained.model.encoder, pretrained.model.projection_head
+    if not 0 <= FLAGS.head_layers < head.num_layers:
+        raise UsageError(f"head_layers must be in [0, {head.num_layers - 1}] for this {head.num_layers}-layer head")
+    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.from_scratch:
+        encoder, head = keras.models.clone_model(encoder), ProjectionHead.from_config(head.get_config())
+    augmenter = light_augmentation(pretrained.image_shape[-1], FLAGS.seed)
+    return Classifier(encoder, num_classes, augmenter, head if FLAGS.head_layers else None, FLAGS.head_layers)
+
+
+def main(argv: list[str]) -> None:
+    pretrained, data = eval_common.load_inputs()
+    model = build_classifier(pretrained, data.num_classes)
+    result = fine_tune(
+        model, data.train, data.test, FLAGS.epochs, FLAGS.batch_size, FLAGS.learning_rate, FLAGS.seed, verbose=2
+    )
+    test_features, test_labels = extract_features(model.encoder, data.test)
+    inputs = {
+        "evaluation": "from_scratch" if FLAGS.from_scratch else "finetune",
+        **eval_common.describe(pretrained, data),
+        "epochs": FLAGS.epochs,
+        "head_layers": FLAGS.head_layers,
+    }
+    results = report_classification(
+        FLAGS.output_dir, inputs, test_labels, result.test_scores, test_features, data.class_names, result.history
+    )
+    write_atomically(pathlib.Path(FLAGS.output_dir) / "classifier.keras", model.save)
+    eval_common.print_summary(results, FLAGS.output_dir)
+
+
+if __name__ == "__main__":
+    cli.run(main)
