@@ -73,6 +73,8 @@ def labelled_subset(data: ImageData, fraction: float, seed: int = 0) -> ImageDat
     keep[stratified_indices(labels, fraction, seed)] = True
     mask = tf.constant(keep)
     subset = data.train.dataset.enumerate().filter(lambda index, example: mask[index]).map(lambda _, example: example)
+    # A filter hides the size; Keras wants it to know when an epoch ends.
+    subset = subset.apply(tf.data.experimental.assert_cardinality(int(keep.sum())))
     return dataclasses.replace(data, train=Split(subset, int(keep.sum())))
 
 

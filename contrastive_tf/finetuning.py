@@ -119,7 +119,8 @@ def fine_tune(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    fitted = model.fit(labelled_batches(train, batch_size, seed, shuffle=True), epochs=epochs, verbose=verbose)
+    batches = labelled_batches(train, batch_size, seed, shuffle=True)
+    fitted = model.fit(batches, epochs=epochs, verbose=verbose, shuffle=False)  # shuffled by the pipeline
     scores, labels = predict_scores(model, test)
     accuracy = float(np.mean(np.argmax(scores, axis=1) == labels))
     return FineTuneResult(model, accuracy, scores, fitted.history)

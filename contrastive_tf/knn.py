@@ -54,6 +54,7 @@ class KnnMonitor(keras.callbacks.Callback):
     top-1 of the encoder's current features, with (up to `bank_size`) training images as
     the memory and (up to `query_size`) held-out images as queries. It needs no training,
     so it is a cheap running measure of the representation beside the online probe.
+    k is 20, not 200: the memory holds ~200 images a class, not 5,000.
 
     Other epochs log NaN, so that CSV and TensorBoard logs keep one column throughout.
     """
@@ -64,7 +65,7 @@ class KnnMonitor(keras.callbacks.Callback):
         queries: Split,
         num_classes: int,
         every_epochs: int = 1,
-        k: int = 200,
+        k: int = 20,
         temperature: float = 0.1,
         bank_size: int = 2000,
         query_size: int = 1000,

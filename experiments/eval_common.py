@@ -3,10 +3,11 @@ loading of both, and the summary they print."""
 
 from __future__ import annotations
 
+import numpy as np
 from absl import flags
 
 from contrastive_tf.data import ImageData
-from contrastive_tf.evaluation import labelled_data, labelled_subset
+from contrastive_tf.evaluation import extract_features, labelled_data, labelled_subset
 from contrastive_tf.pretrained import Pretrained, load_pretrained
 
 flags.DEFINE_string(
@@ -16,15 +17,18 @@ flags.DEFINE_string(
     "with train/ and test/.",
 )
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-flags.DEFINE_float("label_fraction", 1.0, "Use this fraction of the training labels, the same share of every class.")
 flags.DEFINE_integer("seed", 0, "Random seed (the labelled subset, initial weights).")
 FLAGS = flags.FLAGS
 
 
-def define_encoder_path() -> None:
-    """The --encoder_path flag, for the entry points that evaluate a pretrained encoder."""
+def define_encoder_flags() -> None:
+    """--encoder_path and --label_fraction, for the entry points that evaluate a
+    pretrained encoder on some of the labels."""
     flags.DEFINE_string(
         "encoder_path", "runs/simclr", "The encoder: a pretraining --model_dir, its export directory, or a .keras file."
+    )
+    flags.DEFINE_float(
+        "label_fraction", 1.0, "Use this fraction of the training labels, the same share of every class."
     )
 
 
@@ -34,6 +38,13 @@ def load_inputs() -> tuple[Pretrained, ImageData]:
     pretrained = load_pretrained(FLAGS.encoder_path)
     data = labelled_data(FLAGS.dataset, FLAGS.data_dir, pretrained.image_shape)
     return pretrained, labelled_subset(data, FLAGS.label_fraction, FLAGS.seed)
+
+
+def load_features() -> tuple[Pretrained, ImageData, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """`load_inputs()`, and the frozen features and labels of the training and test splits."""
+    pretrained, data = load_inputs()
+    train, test = (extract_features(pretrained.encoder, split) for split in (data.train, data.test))
+    return pretrained, data, train, test
 
 
 def describe(pretrained: Pretrained, data: ImageData) -> dict:

@@ -31,7 +31,7 @@ flags.DEFINE_integer(
     "head_layers", 0, "Keep this many projection-head layers below the classifier (SimCLRv2 fine-tunes from 1)."
 )
 flags.DEFINE_boolean("from_scratch", False, "Train the same architecture from random weights: the baseline.")
-eval_common.define_encoder_path()
+eval_common.define_encoder_flags()
 FLAGS = flags.FLAGS
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from absl import flags
 
-from contrastive_tf.evaluation import extract_features
 from contrastive_tf.knn import knn_scores
 from contrastive_tf.reports import report_classification
 from experiments import cli, eval_common
@@ -19,14 +18,12 @@ from experiments import cli, eval_common
 flags.DEFINE_string("output_dir", "runs/knn_eval", "Where results.json and the figures go.")
 flags.DEFINE_integer("k", 200, "Neighbours that vote.")
 flags.DEFINE_float("temperature", 0.1, "A neighbour with cosine similarity s votes with weight exp(s / temperature).")
-eval_common.define_encoder_path()
+eval_common.define_encoder_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    pretrained, data = eval_common.load_inputs()
-    train_features, train_labels = extract_features(pretrained.encoder, data.train)
-    test_features, test_labels = extract_features(pretrained.encoder, data.test)
+    pretrained, data, (train_features, train_labels), (test_features, test_labels) = eval_common.load_features()
     scores = knn_scores(train_features, train_labels, test_features, data.num_classes, FLAGS.k, FLAGS.temperature)
     inputs = {"evaluation": "knn", **eval_common.describe(pretrained, data), "k": FLAGS.k}
     inputs["temperature"] = FLAGS.temperature

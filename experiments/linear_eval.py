@@ -12,21 +12,19 @@ from __future__ import annotations
 
 from absl import flags
 
-from contrastive_tf.evaluation import extract_features, linear_probe
+from contrastive_tf.evaluation import linear_probe
 from contrastive_tf.reports import report_classification
 from experiments import cli, eval_common
 
 flags.DEFINE_string("output_dir", "runs/linear_eval", "Where results.json and the figures go.")
 flags.DEFINE_integer("epochs", 40, "Epochs of the logistic regression.")
 flags.DEFINE_float("l2", 1e-4, "L2 penalty on the weights.")
-eval_common.define_encoder_path()
+eval_common.define_encoder_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    pretrained, data = eval_common.load_inputs()
-    train_features, train_labels = extract_features(pretrained.encoder, data.train)
-    test_features, test_labels = extract_features(pretrained.encoder, data.test)
+    pretrained, data, (train_features, train_labels), (test_features, test_labels) = eval_common.load_features()
     probe = linear_probe(
         train_features, train_labels, test_features, test_labels, data.num_classes, FLAGS.epochs, FLAGS.l2, FLAGS.seed
     )

@@ -35,33 +35,48 @@ def test_loading_the_export_runs(tmp_path):
     np.testing.assert_allclose(namespace["h"], namespace["h_again"], rtol=1e-6)
 
 
-ENTRY_POINTS = ("pretrain", "benchmark")
+ENTRY_POINTS = ("pretrain", "benchmark", "linear_eval", "knn_eval", "finetune", "distill", "quality")
+# Flags the evaluation entry points share, defined in experiments/eval_common.py.
+SHARED = "eval_common"
 
 
 @pytest.fixture(scope="module")
 def entry_point_flags() -> dict[str, dict[str, str]]:
-    """Each entry point's own flags and their defaults, as absl's --helpxml reports them
-    (the two cannot share one process: both define --batch_size)."""
-    found = {}
-    for entry_point in ENTRY_POINTS:
-        xml = subprocess.run(
+    """Each entry point's own (and shared) flags and their defaults, as absl's --helpxml
+    reports them; one process each, since several define --batch_size."""
+    commands = {
+        entry_point: subprocess.Popen(
             [sys.executable, "-m", f"experiments.{entry_point}", "--helpxml"],
             cwd=ROOT,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
-            timeout=120,
-        ).stdout
+        )
+        for entry_point in ENTRY_POINTS
+    }
+    found = {}
+    for entry_point, process in commands.items():
+        xml = process.communicate(timeout=300)[0]
         found[entry_point] = {
             flag.findtext("name"): flag.findtext("default")
             for flag in ElementTree.fromstring(xml).iter("flag")
-            if flag.findtext("file").endswith(f"experiments/{entry_point}.py")
+            if flag.findtext("file").endswith((f"experiments/{entry_point}.py", f"experiments.{SHARED}"))
         }
     return found
 
 
+def _table_rows(heading: str) -> dict[str, str]:
+    section = re.search(rf"## {re.escape(heading)}\n(.*?)\n## ", README, re.S).group(1)
+    return dict(re.findall(r"^\| `--([a-z_0-9]+)` \| ([^|]+) \|", section, re.M))
+
+
 def _flag_table(entry_point: str) -> dict[str, str]:
-    section = re.search(rf"## `python -m experiments.{entry_point}` flags\n(.*?)\n## ", README, re.S).group(1)
-    return dict(re.findall(r"^\| `--([a-z_]+)` \| ([^|]+) \|", section, re.M))
+    rows = _table_rows(f"`python -m experiments.{entry_point}` flags")
+    if entry_point in ("linear_eval", "knn_eval", "finetune", "distill"):
+        shared = _table_rows("Evaluation flags")
+        only_encoders = ("encoder_path", "label_fraction")  # distill takes a teacher on all the images
+        rows |= {name: value for name, value in shared.items() if entry_point != "distill" or name not in only_encoders}
+    return rows
 
 
 def test_every_flag_in_the_commands_exists(entry_point_flags):
