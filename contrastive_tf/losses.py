@@ -1,9 +1,11 @@
-"""Contrastive objectives. NT-Xent (SimCLR) is exact across replicas.
+"""Contrastive objectives: NT-Xent (SimCLR, also over more than two views), SupCon,
+InfoNCE, the margin contrastive loss and the triplet loss with batch mining.
 
-Under a `tf.distribute` strategy each replica gathers every replica's projections, so
-each anchor is contrasted with the whole global batch: 2N - 2 negatives for a global
-batch of N images (2N views). Each replica returns the mean over its own anchors, so the
-mean of the replicas' losses is the single-device loss on the global batch.
+Under a `tf.distribute` strategy the losses that compare an anchor with the rest of the
+batch gather every replica's embeddings, so each anchor meets the whole global batch:
+2N - 2 negatives for a global batch of N images (2N views) in NT-Xent. Each replica
+returns its share, so that the mean of the replicas' losses is the single-device loss
+on the global batch.
 """
 
 from __future__ import annotations
@@ -26,12 +28,51 @@ def _gather_replicas(z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return replica.all_gather(z, axis=0), offset
 
 
-def nt_xent_logits(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> tuple[tf.Tensor, tf.Tensor]:
+SIMILARITIES = ("cosine", "dot", "neg_squared_euclidean")
+
+
+def _check_temperature(temperature: float | tf.Tensor) -> None:
+    if not isinstance(temperature, tf.Tensor) and temperature <= 0:
+        raise UsageError(f"temperature must be > 0, got {temperature}")
+
+
+def similarity(a: tf.Tensor, b: tf.Tensor, kind: str = "cosine") -> tf.Tensor:
+    """[n, m] similarities of the rows of `a` [n, d] and `b` [m, d], in float32: cosine,
+    dot product, or negative squared Euclidean distance."""
+    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+    if kind == "cosine":
+        return tf.matmul(tf.math.l2_normalize(a, axis=1), tf.math.l2_normalize(b, axis=1), transpose_b=True)
+    if kind == "dot":
+        return tf.matmul(a, b, transpose_b=True)
+    if kind == "neg_squared_euclidean":
+        return -tf.maximum(_squared_distances(a, b), 0.0)
+    raise UsageError(f"unknown similarity {kind!r}; choose one of {', '.join(SIMILARITIES)}")
+
+
+def _squared_distances(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    squared_a = tf.reduce_sum(tf.square(a), axis=1, keepdims=True)
+    squared_b = tf.reduce_sum(tf.square(b), axis=1)
+    return squared_a - 2.0 * tf.matmul(a, b, transpose_b=True) + squared_b
+
+
+def _replica_share(local_sum: tf.Tensor, local_count: tf.Tensor) -> tf.Tensor:
+    """This replica's part of (sum over the global batch) / (global count), scaled so that
+    the mean over replicas is that global mean however the counts split."""
+    replica = tf.distribute.get_replica_context()
+    replicas = 1 if replica is None else replica.num_replicas_in_sync
+    count = local_count if replicas == 1 else replica.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
+    return tf.math.divide_no_nan(local_sum * float(replicas), count)
+
+
+def nt_xent_logits(
+    z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5, kind: str = "cosine"
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Logits and targets of NT-Xent, one row per local anchor.
 
     Args:
         z_a, z_b: [n, d] projections of the two views of this replica's n images.
-        temperature: tau > 0; cosine similarities are divided by it.
+        temperature: tau > 0; similarities are divided by it.
+        kind: the similarity, one of `SIMILARITIES`.
 
     Returns:
         logits [2n, 2N]: row i holds anchor i's similarity to every view of the
@@ -39,11 +80,9 @@ def nt_xent_logits(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> 
             an anchor's similarity to itself is masked out).
         targets [2n]: the column of each anchor's positive.
     """
-    if not isinstance(temperature, tf.Tensor) and temperature <= 0:
-        raise UsageError(f"temperature must be > 0, got {temperature}")
-    # Normalise and compare in float32, whatever the compute precision.
-    z_a = tf.math.l2_normalize(tf.cast(z_a, tf.float32), axis=1)
-    z_b = tf.math.l2_normalize(tf.cast(z_b, tf.float32), axis=1)
+    _check_temperature(temperature)
+    # Compare in float32, whatever the compute precision.
+    z_a, z_b = tf.cast(z_a, tf.float32), tf.cast(z_b, tf.float32)
     all_a, offset = _gather_replicas(z_a)
     all_b, _ = _gather_replicas(z_b)
     n, global_n = tf.shape(z_a)[0], tf.shape(all_a)[0]
@@ -51,8 +90,8 @@ def nt_xent_logits(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> 
     self_mask = tf.one_hot(targets, global_n) * _SELF_MASK
 
     def rows(anchors, same_view, other_view):
-        positive_and_cross = tf.matmul(anchors, other_view, transpose_b=True) / temperature
-        same = tf.matmul(anchors, same_view, transpose_b=True) / temperature - self_mask
+        positive_and_cross = similarity(anchors, other_view, kind) / temperature
+        same = similarity(anchors, same_view, kind) / temperature - self_mask
         return tf.concat([positive_and_cross, same], axis=1)
 
     logits = tf.concat([rows(z_a, all_a, all_b), rows(z_b, all_b, all_a)], axis=0)
@@ -65,13 +104,14 @@ def mean_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32)))
 
 
-def nt_xent_loss(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> tf.Tensor:
+def nt_xent_loss(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5, kind: str = "cosine") -> tf.Tensor:
     """SimCLR's NT-Xent loss: mean over all 2n local anchors of
-    -log(exp(sim(i, pos)/tau) / sum_{k != i} exp(sim(i, k)/tau)), cosine similarity.
+    -log(exp(sim(i, pos)/tau) / sum_{k != i} exp(sim(i, k)/tau)).
 
     Args:
         z_a, z_b: [n, d] projections of two views of the same n images (any float dtype).
         temperature: tau > 0.
+        kind: the similarity sim, one of `SIMILARITIES`; cosine in the paper.
 
     Returns:
         A float32 scalar. Under a strategy, the mean over this replica's anchors, with
@@ -81,5 +121,127 @@ def nt_xent_loss(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> tf
         >>> z_a, z_b = tf.random.normal([8, 16]), tf.random.normal([8, 16])
         >>> loss = nt_xent_loss(z_a, z_b, temperature=0.1)
     """
-    logits, targets = nt_xent_logits(z_a, z_b, temperature)
+    logits, targets = nt_xent_logits(z_a, z_b, temperature, kind)
     return mean_cross_entropy(targets, logits)
+
+
+def supcon_loss(z: tf.Tensor, labels: tf.Tensor, temperature: float = 0.1, kind: str = "cosine") -> tf.Tensor:
+    """SupCon's L_out (Khosla et al. 2020): for each anchor i with positives P(i) (the
+    other rows with its label), -1/|P(i)| sum_{p in P(i)} log(exp(s_ip/tau) /
+    sum_{a != i} exp(s_ia/tau)); the mean over the anchors that have a positive.
+
+    Args:
+        z: [M, D] embeddings of all views (normalised here for cosine).
+        labels: [M] integer labels; views of one image share its label.
+        temperature: tau > 0.
+        kind: the similarity, one of `SIMILARITIES`.
+
+    Under a strategy every replica's rows are candidates, and the replicas' losses
+    average to the single-device loss on the global batch.
+    """
+    _check_temperature(temperature)
+    z = tf.cast(z, tf.float32)
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
+    all_z, offset = _gather_replicas(z)
+    all_labels, _ = _gather_replicas(labels)
+    rows = offset + tf.range(tf.shape(z)[0])
+    not_self = 1.0 - tf.one_hot(rows, tf.shape(all_z)[0])
+    logits = similarity(z, all_z, kind) / temperature - (1.0 - not_self) * _SELF_MASK
+    log_probability = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
+    positives = tf.cast(tf.equal(labels[:, None], all_labels[None, :]), tf.float32) * not_self
+    count = tf.reduce_sum(positives, axis=1)
+    per_anchor = -tf.math.divide_no_nan(tf.reduce_sum(positives * log_probability, axis=1), count)
+    has_positive = tf.cast(count > 0, tf.float32)
+    return _replica_share(tf.reduce_sum(per_anchor * has_positive), tf.reduce_sum(has_positive))
+
+
+def multiview_nt_xent_loss(views: list[tf.Tensor], temperature: float = 0.5, kind: str = "cosine") -> tf.Tensor:
+    """NT-Xent over V >= 2 views of the same n images: each view's positives are the
+    other V - 1 views of its image, every other view in the global batch a negative. With
+    two views it equals `nt_xent_loss`. It is SupCon with the image as the label."""
+    if len(views) < 2:
+        raise UsageError(f"multi-view NT-Xent needs at least 2 views, got {len(views)}")
+    replica = tf.distribute.get_replica_context()
+    replica_id = 0 if replica is None else replica.replica_id_in_sync_group
+    n = tf.shape(views[0])[0]
+    images = tf.cast(replica_id * n + tf.range(n), tf.int64)
+    return supcon_loss(tf.concat(views, axis=0), tf.tile(images, [len(views)]), temperature, kind)
+
+
+def info_nce_loss(query: tf.Tensor, positive: tf.Tensor, negatives: tf.Tensor, temperature: float = 0.07) -> tf.Tensor:
+    """InfoNCE as MoCo uses it with a queue: the mean over i of
+    -log(exp(cos(q_i, p_i)/tau) / (exp(cos(q_i, p_i)/tau) + sum_k exp(cos(q_i, n_k)/tau))).
+
+    Args:
+        query, positive: [N, D]; row i of each is a view of the same image.
+        negatives: [K, D], shared by every query (a memory bank or queue).
+        temperature: tau > 0.
+    """
+    _check_temperature(temperature)
+    query = tf.math.l2_normalize(tf.cast(query, tf.float32), axis=1)
+    positive = tf.math.l2_normalize(tf.cast(positive, tf.float32), axis=1)
+    positive_logit = tf.reduce_sum(query * positive, axis=1, keepdims=True)
+    logits = tf.concat([positive_logit, similarity(query, negatives)], axis=1) / temperature
+    return mean_cross_entropy(tf.zeros(tf.shape(query)[0], tf.int32), logits)
+
+
+def margin_contrastive_loss(x1: tf.Tensor, x2: tf.Tensor, is_similar: tf.Tensor, margin: float = 1.0) -> tf.Tensor:
+    """Hadsell, Chopra & LeCun's contrastive loss: the mean over pairs of
+    y d^2 + (1 - y) max(0, m - d)^2, with d the Euclidean distance and y = 1 for similar
+    pairs (no 1/2 factor)."""
+    x1, x2 = tf.cast(x1, tf.float32), tf.cast(x2, tf.float32)
+    y = tf.cast(tf.reshape(is_similar, [-1]), tf.float32)
+    squared = tf.reduce_sum(tf.square(x1 - x2), axis=1)
+    # d^2 needs no square root; the hinge's gradient stays finite at d = 0.
+    distance = tf.sqrt(tf.maximum(squared, 1e-12))
+    return tf.reduce_mean(y * squared + (1.0 - y) * tf.square(tf.nn.relu(margin - distance)))
+
+
+def triplet_loss(anchor: tf.Tensor, positive: tf.Tensor, negative: tf.Tensor, margin: float = 1.0) -> tf.Tensor:
+    """FaceNet's triplet loss: the mean of max(0, |a - p|^2 - |a - n|^2 + margin)."""
+    anchor, positive, negative = (tf.cast(x, tf.float32) for x in (anchor, positive, negative))
+    to_positive = tf.reduce_sum(tf.square(anchor - positive), axis=1)
+    to_negative = tf.reduce_sum(tf.square(anchor - negative), axis=1)
+    return tf.reduce_mean(tf.nn.relu(to_positive - to_negative + margin))
+
+
+def mined_triplet_loss(
+    embeddings: tf.Tensor, labels: tf.Tensor, margin: float = 1.0, mining: str = "batch_hard"
+) -> tf.Tensor:
+    """The triplet loss on triplets mined from a labelled batch (squared Euclidean).
+
+    mining="batch_hard" (Hermans et al. 2017): one triplet per anchor, its farthest
+        positive and nearest negative; the mean over anchors that have both.
+    mining="semi_hard" (FaceNet): one triplet per (anchor, positive) pair, with the
+        nearest negative farther than the positive, or the farthest negative when there
+        is none; the mean over the pairs that have a negative.
+
+    Under a strategy positives and negatives come from the whole global batch.
+    """
+    if mining not in ("batch_hard", "semi_hard"):
+        raise UsageError(f"unknown mining {mining!r}; choose batch_hard or semi_hard")
+    embeddings = tf.cast(embeddings, tf.float32)
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
+    all_embeddings, offset = _gather_replicas(embeddings)
+    all_labels, _ = _gather_replicas(labels)
+    distances = tf.maximum(_squared_distances(embeddings, all_embeddings), 0.0)
+    not_self = 1.0 - tf.one_hot(offset + tf.range(tf.shape(embeddings)[0]), tf.shape(all_embeddings)[0])
+    same = tf.cast(tf.equal(labels[:, None], all_labels[None, :]), tf.float32)
+    positive, negative = same * not_self, 1.0 - same
+    has_negative = tf.reduce_max(negative, axis=1) > 0
+    if mining == "batch_hard":
+        hardest_positive = tf.reduce_max(distances * positive, axis=1)
+        nearest_negative = tf.reduce_min(distances + (1.0 - negative) * _SELF_MASK, axis=1)
+        valid = tf.cast((tf.reduce_max(positive, axis=1) > 0) & has_negative, tf.float32)
+        losses = tf.nn.relu(hardest_positive - nearest_negative + margin)
+        return _replica_share(tf.reduce_sum(losses * valid), tf.reduce_sum(valid))
+    # [anchor, positive, negative] distances for every candidate triple.
+    to_positive, to_negative = distances[:, :, None], distances[:, None, :]
+    is_negative = tf.cast(negative[:, None, :], tf.bool) & tf.ones_like(to_positive, tf.bool)
+    farther = is_negative & (to_negative > to_positive)
+    semi_hard = tf.reduce_min(tf.where(farther, to_negative, _SELF_MASK), axis=2)
+    farthest = tf.reduce_max(tf.where(is_negative, to_negative, -_SELF_MASK), axis=2)
+    chosen = tf.where(tf.reduce_any(farther, axis=2), semi_hard, farthest)
+    losses = tf.nn.relu(distances - chosen + margin)
+    valid = positive * tf.cast(has_negative, tf.float32)[:, None]
+    return _replica_share(tf.reduce_sum(losses * valid), tf.reduce_sum(valid))

@@ -1,0 +1,171 @@
+"""SupCon, multi-view NT-Xent, other similarities, InfoNCE, the margin contrastive loss and
+the triplet losses against independent NumPy references, on one device and on two."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_losses import numpy_nt_xent
+
+from contrastive_tf.errors import UsageError
+from contrastive_tf.losses import (
+    info_nce_loss,
+    margin_contrastive_loss,
+    mined_triplet_loss,
+    multiview_nt_xent_loss,
+    nt_xent_loss,
+    supcon_loss,
+    triplet_loss,
+)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def numpy_supcon(z, labels, temperature):
+    """Khosla et al.'s L_out, anchor by anchor."""
+    z = _unit(np.asarray(z, np.float64))
+    losses = []
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        positives = [p for p in others if labels[p] == labels[i]]
+        if not positives:
+            continue
+        log_denominator = np.log(sum(np.exp(z[i] @ z[a] / temperature) for a in others))
+        losses.append(-np.mean([z[i] @ z[p] / temperature - log_denominator for p in positives]))
+    return np.mean(losses)
+
+
+def numpy_similarity_nt_xent(z_a, z_b, temperature, kind):
+    z = np.concatenate([z_a, z_b]).astype(np.float64)
+    sim = {
+        "dot": lambda u, v: u @ v,
+        "neg_squared_euclidean": lambda u, v: -np.sum((u - v) ** 2),
+    }[kind]
+    n, total = len(z_a), 0.0
+    for i in range(2 * n):
+        logits = np.array([sim(z[i], z[k]) / temperature for k in range(2 * n)])
+        others = [k for k in range(2 * n) if k != i]
+        total += -(logits[(i + n) % (2 * n)] - np.log(np.sum(np.exp(logits[others]))))
+    return total / (2 * n)
+
+
+def numpy_triplets(x, labels, margin, mining):
+    """Every anchor (batch_hard) or (anchor, positive) pair (semi_hard), mined by loops."""
+    d = lambda u, v: np.sum((u - v) ** 2)  # noqa: E731
+    losses = []
+    for a in range(len(x)):
+        positives = [p for p in range(len(x)) if p != a and labels[p] == labels[a]]
+        negatives = [n for n in range(len(x)) if labels[n] != labels[a]]
+        if not positives or not negatives:
+            continue
+        if mining == "batch_hard":
+            hardest = max(d(x[a], x[p]) for p in positives)
+            losses.append(max(0.0, hardest - min(d(x[a], x[n]) for n in negatives) + margin))
+            continue
+        for p in positives:
+            farther = [d(x[a], x[n]) for n in negatives if d(x[a], x[n]) > d(x[a], x[p])]
+            chosen = min(farther) if farther else max(d(x[a], x[n]) for n in negatives)
+            losses.append(max(0.0, d(x[a], x[p]) - chosen + margin))
+    return np.mean(losses)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_supcon_matches_numpy(temperature):
+    rng = np.random.default_rng(0)
+    z, labels = rng.normal(size=(20, 8)).astype(np.float32), rng.integers(0, 4, 20)
+    labels[-1] = 99  # an anchor without positives is left out of the mean
+    np.testing.assert_allclose(
+        float(supcon_loss(z, labels, temperature)), numpy_supcon(z, labels, temperature), rtol=1e-5
+    )
+
+
+def test_multiview_nt_xent_is_supcon_over_images_and_nt_xent_for_two_views():
+    rng = np.random.default_rng(1)
+    views = list(rng.normal(size=(3, 6, 8)).astype(np.float32))
+    expected = numpy_supcon(np.concatenate(views), np.tile(np.arange(6), 3), 0.5)
+    np.testing.assert_allclose(float(multiview_nt_xent_loss(views, 0.5)), expected, rtol=1e-5)
+    two = float(multiview_nt_xent_loss(views[:2], 0.5))
+    np.testing.assert_allclose(two, numpy_nt_xent(views[0], views[1], 0.5), rtol=1e-5)
+    with pytest.raises(UsageError, match="at least 2 views"):
+        multiview_nt_xent_loss(views[:1])
+
+
+@pytest.mark.parametrize("kind", ["dot", "neg_squared_euclidean"])
+def test_nt_xent_with_other_similarities_matches_numpy(kind):
+    rng = np.random.default_rng(2)
+    z_a, z_b = 0.5 * rng.normal(size=(2, 5, 4)).astype(np.float32)
+    expected = numpy_similarity_nt_xent(z_a, z_b, 0.5, kind)
+    np.testing.assert_allclose(float(nt_xent_loss(z_a, z_b, 0.5, kind=kind)), expected, rtol=1e-5)
+    with pytest.raises(UsageError, match="unknown similarity"):
+        nt_xent_loss(z_a, z_b, 0.5, kind="manhattan")
+
+
+def test_info_nce_matches_numpy():
+    rng = np.random.default_rng(3)
+    query, positive, negatives = rng.normal(size=(5, 8)), rng.normal(size=(5, 8)), rng.normal(size=(30, 8))
+    q, p, k = _unit(query), _unit(positive), _unit(negatives)
+    expected = np.mean(
+        [
+            -np.log(np.exp(q[i] @ p[i] / 0.07) / (np.exp(q[i] @ p[i] / 0.07) + np.exp(k @ q[i] / 0.07).sum()))
+            for i in range(5)
+        ]
+    )
+    loss = info_nce_loss(query.astype(np.float32), positive.astype(np.float32), negatives.astype(np.float32))
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
+
+
+def test_margin_contrastive_loss_matches_numpy_without_a_half():
+    x1, x2 = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]]), np.array([[3.0, 4.0], [0.3, 0.4], [1.0, 1.0]])
+    similar = np.array([1, 0, 0])
+    # d = 5, 0.5, 0: similar 5^2 = 25; dissimilar (1 - 0.5)^2 = 0.25 and (1 - 0)^2 = 1.
+    loss = margin_contrastive_loss(x1.astype(np.float32), x2.astype(np.float32), similar, margin=1.0)
+    np.testing.assert_allclose(float(loss), (25 + 0.25 + 1) / 3, rtol=1e-6)
+    with tf.GradientTape() as tape:
+        same = tf.Variable(np.ones((2, 3), np.float32))
+        value = margin_contrastive_loss(same, same, np.zeros(2))
+    assert np.all(np.isfinite(tape.gradient(value, same).numpy()))
+
+
+def test_triplet_loss_matches_numpy():
+    rng = np.random.default_rng(4)
+    a, p, n = rng.normal(size=(3, 10, 4)).astype(np.float32)
+    expected = np.mean(np.maximum(0, ((a - p) ** 2).sum(1) - ((a - n) ** 2).sum(1) + 1.0))
+    np.testing.assert_allclose(float(triplet_loss(a, p, n, margin=1.0)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
+def test_mined_triplet_loss_matches_numpy(mining):
+    rng = np.random.default_rng(5)
+    x, labels = rng.normal(size=(16, 3)).astype(np.float32), rng.integers(0, 3, 16)
+    expected = numpy_triplets(x, labels, 0.5, mining)
+    np.testing.assert_allclose(float(mined_triplet_loss(x, labels, 0.5, mining)), expected, rtol=1e-4)
+
+
+def _under(strategy, loss_fn, *arrays):
+    """The mean over replicas of `loss_fn` on each replica's slice of `arrays`."""
+    dataset = tf.data.Dataset.from_tensor_slices(arrays).batch(len(arrays[0]))
+    batch = next(iter(strategy.experimental_distribute_dataset(dataset)))
+
+    @tf.function
+    def run(batch):
+        return strategy.reduce("MEAN", strategy.run(loss_fn, args=batch), None)
+
+    return float(run(batch))
+
+
+@pytest.mark.parametrize(
+    "name, loss_fn",
+    [
+        ("supcon", lambda z, y: supcon_loss(z, y, 0.2)),
+        ("batch_hard", lambda z, y: mined_triplet_loss(z, y, 0.5, "batch_hard")),
+        ("semi_hard", lambda z, y: mined_triplet_loss(z, y, 0.5, "semi_hard")),
+        ("three views", lambda z, y: multiview_nt_xent_loss([z, 2.0 * z + 0.1, z * z], 0.5)),
+    ],
+)
+def test_losses_over_two_replicas_equal_the_single_device_loss(mirrored, name, loss_fn):
+    rng = np.random.default_rng(6)
+    # Labels that split unevenly between the replicas' halves, so the anchors that count do too.
+    z, labels = rng.normal(size=(12, 4)).astype(np.float32), np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 4, 5])
+    single = _under(tf.distribute.OneDeviceStrategy("/cpu:0"), loss_fn, z, labels)
+    np.testing.assert_allclose(_under(mirrored, loss_fn, z, labels), single, rtol=1e-5)
