@@ -24,6 +24,11 @@ def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) 
     return np.asarray(features, np.float32), split_labels(split)
 
 
+def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The share of rows whose highest score is at their label (0 for no rows)."""
+    return float(np.mean(np.argmax(scores, axis=1) == labels)) if len(labels) else 0.0
+
+
 def split_labels(split: Split) -> np.ndarray:
     """The labels of `split`, in order."""
     batches = split.dataset.map(lambda image, label: label).batch(65_536).as_numpy_iterator()
@@ -119,8 +124,9 @@ def linear_probe(
     )
     fitted = classifier.fit((train_features - mean) / std, train_labels, batch_size=256, epochs=epochs, verbose=0)
     scores = classifier.predict((test_features - mean) / std, batch_size=1024, verbose=0)
-    accuracy = float(np.mean(np.argmax(scores, axis=1) == test_labels))
-    return ProbeResult(accuracy, len(train_features), len(test_features), scores, fitted.history)
+    return ProbeResult(
+        top1_accuracy(scores, test_labels), len(train_features), len(test_features), scores, fitted.history
+    )
 
 
 def probe_encoder(encoder: keras.Model, train: Split, test: Split, num_classes: int, **probe_args) -> ProbeResult:

@@ -11,8 +11,12 @@ import tensorflow as tf
 
 from contrastive_tf.augmentation import RandomHorizontalFlip, RandomResizedCrop
 from contrastive_tf.data import Split
+from contrastive_tf.evaluation import split_labels, top1_accuracy
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.model import to_unit_range
+
+# What `experiments.finetune` saves and `experiments.distill` loads as its teacher.
+CLASSIFIER_FILE = "classifier.keras"
 
 
 def light_augmentation(channels: int, seed: int = 0) -> keras.Sequential:
@@ -122,13 +126,10 @@ def fine_tune(
     batches = labelled_batches(train, batch_size, seed, shuffle=True)
     fitted = model.fit(batches, epochs=epochs, verbose=verbose, shuffle=False)  # shuffled by the pipeline
     scores, labels = predict_scores(model, test)
-    accuracy = float(np.mean(np.argmax(scores, axis=1) == labels))
-    return FineTuneResult(model, accuracy, scores, fitted.history)
+    return FineTuneResult(model, top1_accuracy(scores, labels), scores, fitted.history)
 
 
 def predict_scores(model: keras.Model, split: Split) -> tuple[np.ndarray, np.ndarray]:
     """`model`'s class scores for every image of `split` (inference mode), and the labels."""
-    batches = labelled_batches(split, 512, seed=0, shuffle=False)
-    scores = model.predict(batches.map(lambda images, labels: images), verbose=0)
-    labels = np.concatenate([labels for _, labels in batches.as_numpy_iterator()])
-    return np.asarray(scores, np.float32), labels
+    images = labelled_batches(split, 512, seed=0, shuffle=False).map(lambda images, labels: images)
+    return np.asarray(model.predict(images, verbose=0), np.float32), split_labels(split)

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive_tf.data import Split
-from contrastive_tf.evaluation import extract_features
+from contrastive_tf.evaluation import extract_features, top1_accuracy
 
 
 def knn_scores(
@@ -49,6 +49,14 @@ def knn_scores(
     return np.concatenate([batch.numpy() for batch in batches]) if batches else np.zeros((0, num_classes), np.float32)
 
 
+def knn_accuracy(
+    train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], num_classes: int, **knn_args
+) -> float:
+    """Top-1 of `knn_scores` for (features, labels) of a training and a test set."""
+    (train_features, train_labels), (test_features, test_labels) = train, test
+    return top1_accuracy(knn_scores(train_features, train_labels, test_features, num_classes, **knn_args), test_labels)
+
+
 class KnnMonitor(keras.callbacks.Callback):
     """Logs `knn_accuracy` at the end of every `every_epochs`-th epoch: the weighted kNN
     top-1 of the encoder's current features, with (up to `bank_size`) training images as
@@ -80,7 +88,5 @@ class KnnMonitor(keras.callbacks.Callback):
             return
         logs["knn_accuracy"] = math.nan
         if (epoch + 1) % self.every_epochs == 0:
-            bank_features, bank_labels = extract_features(self.model.encoder, self.bank)
-            query_features, query_labels = extract_features(self.model.encoder, self.queries)
-            votes = knn_scores(bank_features, bank_labels, query_features, self.num_classes, self.k, self.temperature)
-            logs["knn_accuracy"] = float(np.mean(np.argmax(votes, axis=1) == query_labels))
+            bank, queries = (extract_features(self.model.encoder, split) for split in (self.bank, self.queries))
+            logs["knn_accuracy"] = knn_accuracy(bank, queries, self.num_classes, k=self.k, temperature=self.temperature)

@@ -17,8 +17,7 @@ import keras
 from contrastive_tf.errors import UsageError
 from contrastive_tf.export import METADATA_FILE
 from contrastive_tf.model import SimCLR
-
-MODEL_FILE = "simclr.keras"
+from contrastive_tf.pretraining import MODEL_FILE
 
 
 @dataclasses.dataclass

@@ -13,7 +13,6 @@ import math
 import pathlib
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from contrastive_tf import distribute
@@ -25,7 +24,7 @@ from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
 from contrastive_tf.export import check_export_target, export_encoder
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.knn import KnnMonitor, knn_scores
+from contrastive_tf.knn import KnnMonitor, knn_accuracy
 from contrastive_tf.model import SimCLR
 from contrastive_tf.optimizers import (
     build_optimizer,
@@ -36,6 +35,9 @@ from contrastive_tf.optimizers import (
 from contrastive_tf.plots import plot_training_curves, plot_view_pairs
 from contrastive_tf.precision import global_precision, resolve_jit_compile, resolve_precision
 from contrastive_tf.reports import provenance
+
+# The whole trained model in a run's model_dir, which evaluations load.
+MODEL_FILE = "simclr.keras"
 
 
 @dataclasses.dataclass
@@ -250,7 +252,7 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
         return PretrainResult(model, {}, None, None, None, [])
     history = _read_history(model_dir / "history.csv")
 
-    write_atomically(model_dir / "simclr.keras", model.save)
+    write_atomically(model_dir / MODEL_FILE, model.save)
     figures = [model_dir / "views.png", model_dir / "training_curves.png"]
     sample_images = next(iter(data.train.dataset.batch(8)))[0]
     plot_view_pairs(sample_images, model.augmenter, figures[0])
@@ -265,11 +267,9 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
     encoder.set_weights(model.encoder.get_weights())
     probe = random_probe = knn_top1 = None
     if data.test is not None and data.num_classes:
-        features = (*extract_features(encoder, data.train), *extract_features(encoder, data.test))
-        probe = linear_probe(*features, data.num_classes, seed=config.seed)
-        train_features, train_labels, test_features, test_labels = features
-        votes = knn_scores(train_features, train_labels, test_features, data.num_classes)
-        knn_top1 = float(np.mean(np.argmax(votes, axis=1) == test_labels))
+        train, test = (extract_features(encoder, split) for split in (data.train, data.test))
+        probe = linear_probe(*train, *test, data.num_classes, seed=config.seed)
+        knn_top1 = knn_accuracy(train, test, data.num_classes)
         keras.utils.set_random_seed(config.seed)
         random_probe = probe_encoder(new_encoder(), data.train, data.test, data.num_classes, seed=config.seed)
 

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from contrastive_tf.checkpoints import write_atomically
+from contrastive_tf.evaluation import top1_accuracy
 from contrastive_tf.plots import plot_confusion_matrix, plot_embedding, plot_training_curves
 
 _PACKAGES = ("contrastive_tf", "tensorflow", "keras", "tensorflow-datasets", "numpy")
@@ -41,7 +42,7 @@ def classification_report(labels: np.ndarray, scores: np.ndarray, class_names: l
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(correct), where=precision + recall > 0)
     names = list(class_names or [])
     names += [str(index) for index in range(len(names), num_classes)]
-    report = {"top1_accuracy": float(np.mean(predictions == labels)) if len(labels) else 0.0}
+    report = {"top1_accuracy": top1_accuracy(scores, labels)}
     if num_classes > 5:
         top5 = np.argpartition(-scores, 5, axis=1)[:, :5]
         report["top5_accuracy"] = float(np.mean(np.any(top5 == labels[:, None], axis=1)))

@@ -18,12 +18,11 @@ import keras
 from absl import flags
 
 from contrastive_tf.checkpoints import write_atomically
-from contrastive_tf.data import Split
 from contrastive_tf.distillation import Distiller
 from contrastive_tf.encoders import ENCODERS, build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features, labelled_data
-from contrastive_tf.finetuning import Classifier, labelled_batches, light_augmentation, predict_scores
+from contrastive_tf.finetuning import CLASSIFIER_FILE, Classifier, labelled_batches, light_augmentation, predict_scores
 from contrastive_tf.optimizers import warmup_cosine
 from contrastive_tf.reports import report_classification
 from experiments import cli, eval_common
@@ -44,7 +43,7 @@ FLAGS = flags.FLAGS
 def load_teacher(path: str) -> tuple[Classifier, dict]:
     """The fine-tuned classifier at `path`, and the results.json that came with it."""
     path = pathlib.Path(path).expanduser()
-    model_file = path / "classifier.keras" if path.is_dir() else path
+    model_file = path / CLASSIFIER_FILE if path.is_dir() else path
     if not model_file.exists():
         raise UsageError(f"no teacher at {path}; run experiments.finetune first and pass its --output_dir")
     teacher = keras.saving.load_model(model_file, safe_mode=True)
@@ -62,14 +61,7 @@ def main(argv: list[str]) -> None:
     else:
         encoder = build_encoder(FLAGS.student_encoder, image_shape, FLAGS.student_width)
     student = Classifier(encoder, data.num_classes)
-    pool = (
-        data.train
-        if data.unlabeled is None
-        else Split(
-            data.train.dataset.concatenate(data.unlabeled.dataset),
-            data.train.num_examples + data.unlabeled.num_examples,
-        )
-    )
+    pool = data.pretrain  # every training image, and the unlabelled split if there is one
     steps = FLAGS.epochs * -(-pool.num_examples // FLAGS.batch_size)
     distiller = Distiller(student, teacher, light_augmentation(image_shape[-1], FLAGS.seed), FLAGS.temperature)
     distiller.compile(optimizer=keras.optimizers.Adam(warmup_cosine(FLAGS.learning_rate, steps, 0)))

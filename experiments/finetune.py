@@ -18,7 +18,7 @@ from absl import flags
 from contrastive_tf.checkpoints import write_atomically
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features
-from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
+from contrastive_tf.finetuning import CLASSIFIER_FILE, Classifier, fine_tune, light_augmentation
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.reports import report_classification
 from experiments import cli, eval_common
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
     results = report_classification(
         FLAGS.output_dir, inputs, test_labels, result.test_scores, test_features, data.class_names, result.history
     )
-    write_atomically(pathlib.Path(FLAGS.output_dir) / "classifier.keras", model.save)
+    write_atomically(pathlib.Path(FLAGS.output_dir) / CLASSIFIER_FILE, model.save)
     eval_common.print_summary(results, FLAGS.output_dir)
 
 

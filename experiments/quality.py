@@ -20,7 +20,7 @@ from absl import flags
 
 from contrastive_tf.evaluation import extract_features, labelled_data, labelled_subset, linear_probe, stratified_indices
 from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
-from contrastive_tf.knn import knn_scores
+from contrastive_tf.knn import knn_accuracy
 from contrastive_tf.pretrained import load_pretrained
 from contrastive_tf.pretraining import PretrainConfig, pretrain
 from contrastive_tf.reports import write_results
@@ -54,12 +54,6 @@ class Row:
     simclr: float
     random_weights: float | None = None
     from_scratch: float | None = None
-
-
-def _knn_top1(train, test, num_classes: int) -> float:
-    (train_features, train_labels), (test_features, test_labels) = train, test
-    votes = knn_scores(train_features, train_labels, test_features, num_classes)
-    return float(np.mean(np.argmax(votes, axis=1) == test_labels))
 
 
 def _fine_tune(encoder: keras.Model, data, fraction: float) -> float:
@@ -101,7 +95,7 @@ def quality_rows(name: str, source: str, epochs: int) -> tuple[list[Row], float]
 
     rows = [
         Row(name, "linear probe", "100%", probe("simclr"), probe("random")),
-        Row(name, "kNN (k=200)", "100%", *(_knn_top1(*features[kind], data.num_classes) for kind in features)),
+        Row(name, "kNN (k=200)", "100%", *(knn_accuracy(*features[kind], data.num_classes) for kind in features)),
     ]
     labels = features["simclr"][0][1]
     for fraction in map(float, FLAGS.label_fractions):
