@@ -74,13 +74,26 @@ def labelled_subset(data: ImageData, fraction: float, seed: int = 0) -> ImageDat
     labels = split_labels(data.train)
     if fraction == 1.0 and np.all(labels != UNLABELED):
         return data
-    keep = np.zeros(len(labels), bool)
-    keep[stratified_indices(labels, fraction, seed)] = True
+    return dataclasses.replace(data, train=split_subset(data.train, stratified_indices(labels, fraction, seed)))
+
+
+def stratified_sample(split: Split, size: int, seed: int = 0) -> Split:
+    """About `size` examples of `split`, the same share of every class: a fair sample even
+    of a split stored class by class (an image folder), where the first `size` are not."""
+    if split.num_examples <= size:
+        return split
+    return split_subset(split, stratified_indices(split_labels(split), size / split.num_examples, seed))
+
+
+def split_subset(split: Split, indices: np.ndarray) -> Split:
+    """The examples of `split` at `indices`, in their order in `split`."""
+    keep = np.zeros(split.num_examples, bool)
+    keep[indices] = True
     mask = tf.constant(keep)
-    subset = data.train.dataset.enumerate().filter(lambda index, example: mask[index]).map(lambda _, example: example)
+    subset = split.dataset.enumerate().filter(lambda index, example: mask[index]).map(lambda _, example: example)
     # A filter hides the size; Keras wants it to know when an epoch ends.
     subset = subset.apply(tf.data.experimental.assert_cardinality(int(keep.sum())))
-    return dataclasses.replace(data, train=Split(subset, int(keep.sum())))
+    return Split(subset, int(keep.sum()))
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive_tf.data import Split
-from contrastive_tf.evaluation import extract_features, top1_accuracy
+from contrastive_tf.evaluation import extract_features, stratified_sample, top1_accuracy
 
 
 def knn_scores(
@@ -59,8 +59,8 @@ def knn_accuracy(
 
 class KnnMonitor(keras.callbacks.Callback):
     """Logs `knn_accuracy` at the end of every `every_epochs`-th epoch: the weighted kNN
-    top-1 of the encoder's current features, with (up to `bank_size`) training images as
-    the memory and (up to `query_size`) held-out images as queries. It needs no training,
+    top-1 of the encoder's current features, with (about `bank_size`) training images as
+    the memory and (about `query_size`) held-out images as queries, both stratified. It needs no training,
     so it is a cheap running measure of the representation beside the online probe.
     k is 20, not 200: the memory holds ~200 images a class, not 5,000.
 
@@ -79,8 +79,7 @@ class KnnMonitor(keras.callbacks.Callback):
         query_size: int = 1000,
     ):
         super().__init__()
-        self.bank = Split(bank.dataset.take(bank_size), min(bank.num_examples, bank_size))
-        self.queries = Split(queries.dataset.take(query_size), min(queries.num_examples, query_size))
+        self.bank, self.queries = stratified_sample(bank, bank_size), stratified_sample(queries, query_size)
         self.num_classes, self.every_epochs, self.k, self.temperature = num_classes, every_epochs, k, temperature
 
     def on_epoch_end(self, epoch, logs=None):

@@ -5,12 +5,13 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from sklearn import metrics
 
-from contrastive_tf.data import load_data
+from contrastive_tf.data import Split, load_data
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import labelled_data, labelled_subset, split_labels, stratified_indices
-from contrastive_tf.knn import knn_scores
+from contrastive_tf.knn import KnnMonitor, knn_scores
 from contrastive_tf.plots import pca_2d
 from contrastive_tf.reports import classification_report, report_classification
 
@@ -84,6 +85,17 @@ def test_stratified_subsets_are_exact_and_seeded():
     assert set(unlabelled[stratified_indices(unlabelled, 1.0)]) == {0, 1}
     with pytest.raises(UsageError, match="label_fraction must be in"):
         stratified_indices(labels, 0.0)
+
+
+def test_knn_monitor_samples_every_class_of_a_split_stored_class_by_class():
+    # An image folder lists its classes one after another: the first 2,000 training
+    # images of CIFAR-10 are all aeroplanes, which made the monitor report 100%.
+    labels = np.repeat(np.arange(10), 300)
+    images = np.zeros((len(labels), 4, 4, 1), np.uint8)
+    split = Split(tf.data.Dataset.from_tensor_slices((images, labels)), len(labels))
+    monitor = KnnMonitor(split, split, 10, bank_size=1000, query_size=500)
+    assert np.bincount(split_labels(monitor.bank)).tolist() == [100] * 10
+    assert np.bincount(split_labels(monitor.queries)).tolist() == [50] * 10
 
 
 def test_labelled_subset_keeps_the_chosen_examples(mnist_subset):
