@@ -1,4 +1,5 @@
-"""Projection head g(.): representation h -> projection z, where the loss is applied."""
+"""Projection head g(.): representation h -> projection z, where the loss is applied; and
+the prediction head q(.) that BYOL and SimSiam put on top of it."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ class ProjectionHead(keras.layers.Layer):
     Hidden layers are as wide as h (`hidden_dim=None`), the last layer has `output_dim`
     units. In v2 every layer is followed by (synchronised) batch norm, the last one
     without a learned shift, as in SimCLRv2; SimCLRv2 fine-tunes from the first layer,
-    which `layers_upto(1)` gives.
+    which `layers_upto(1)` gives. BYOL's MLPs normalise the hidden layers only
+    (`output_norm=False`).
 
     Args:
         num_layers: 2 (SimCLR v1 style) or more (3 in SimCLR v2).
         output_dim: size of z; 128 in the paper.
         hidden_dim: width of the hidden layers; None uses the width of h.
-        batch_norm: whether to add BN after every layer (v2); defaults to num_layers >= 3.
+        batch_norm: whether to add BN after the hidden layers (v2); defaults to num_layers >= 3.
+        output_norm: whether BN also follows the last layer; defaults to `batch_norm`.
 
     Example:
         >>> head = ProjectionHead(num_layers=3, output_dim=128)
@@ -33,6 +36,7 @@ class ProjectionHead(keras.layers.Layer):
         output_dim: int = 128,
         hidden_dim: int | None = None,
         batch_norm: bool | None = None,
+        output_norm: bool | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -44,6 +48,7 @@ class ProjectionHead(keras.layers.Layer):
             raise ValueError(f"`hidden_dim` must be >= 1 or None; received hidden_dim={hidden_dim}.")
         self.num_layers, self.output_dim, self.hidden_dim = num_layers, output_dim, hidden_dim
         self.batch_norm = num_layers >= 3 if batch_norm is None else batch_norm
+        self.output_norm = self.batch_norm if output_norm is None else output_norm
         self.dense_layers: list[layers.Layer] = []
         self.norm_layers: list[layers.Layer] = []
 
@@ -52,16 +57,17 @@ class ProjectionHead(keras.layers.Layer):
         shape = tuple(input_shape)
         for index in range(self.num_layers):
             last = index == self.num_layers - 1
+            normalised = self._normalised(index)
             dense = layers.Dense(
                 self.output_dim if last else hidden,
-                use_bias=not self.batch_norm,
+                use_bias=not normalised,
                 name=f"dense_{index}",
                 dtype=self.dtype_policy,
             )
             dense.build(shape)
             shape = dense.compute_output_shape(shape)
             self.dense_layers.append(dense)
-            if self.batch_norm:
+            if normalised:
                 norm = layers.BatchNormalization(
                     synchronized=True, center=not last, name=f"bn_{index}", dtype=self.dtype_policy
                 )
@@ -76,11 +82,14 @@ class ProjectionHead(keras.layers.Layer):
         x = h
         for index in range(count):
             x = self.dense_layers[index](x)
-            if self.batch_norm:
+            if self._normalised(index):
                 x = self.norm_layers[index](x, training=training)
             if index < self.num_layers - 1:
                 x = keras.ops.relu(x)
         return x
+
+    def _normalised(self, index: int) -> bool:
+        return self.output_norm if index == self.num_layers - 1 else self.batch_norm
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.output_dim)
@@ -92,4 +101,11 @@ class ProjectionHead(keras.layers.Layer):
             "output_dim": self.output_dim,
             "hidden_dim": self.hidden_dim,
             "batch_norm": self.batch_norm,
+            "output_norm": self.output_norm,
         }
+
+
+def prediction_head(output_dim: int, hidden_dim: int | None = None) -> ProjectionHead:
+    """BYOL's and SimSiam's predictor q: Dense-BN-ReLU-Dense from z to z's size, so that
+    the online network predicts the other view's (target) projection."""
+    return ProjectionHead(2, output_dim, hidden_dim, batch_norm=True, output_norm=False, name="predictor")

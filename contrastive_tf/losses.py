@@ -1,5 +1,6 @@
 """Contrastive objectives: NT-Xent (SimCLR, also over more than two views), SupCon,
-InfoNCE, the margin contrastive loss and the triplet loss with batch mining.
+InfoNCE (MoCo), BYOL's and SimSiam's regression of one view's projection onto the
+other's, the margin contrastive loss and the triplet loss with batch mining.
 
 Under a `tf.distribute` strategy the losses that compare an anchor with the rest of the
 batch gather every replica's embeddings, so each anchor meets the whole global batch:
@@ -18,7 +19,7 @@ from contrastive_tf.errors import UsageError
 _SELF_MASK = 1e9
 
 
-def _gather_replicas(z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def gather_replicas(z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """All replicas' z stacked on axis 0, and where this replica's rows start."""
     replica = tf.distribute.get_replica_context()
     if replica is None or replica.num_replicas_in_sync == 1:
@@ -83,8 +84,8 @@ def nt_xent_logits(
     _check_temperature(temperature)
     # Compare in float32, whatever the compute precision.
     z_a, z_b = tf.cast(z_a, tf.float32), tf.cast(z_b, tf.float32)
-    all_a, offset = _gather_replicas(z_a)
-    all_b, _ = _gather_replicas(z_b)
+    all_a, offset = gather_replicas(z_a)
+    all_b, _ = gather_replicas(z_b)
     n, global_n = tf.shape(z_a)[0], tf.shape(all_a)[0]
     targets = offset + tf.range(n)
     self_mask = tf.one_hot(targets, global_n) * _SELF_MASK
@@ -142,8 +143,8 @@ def supcon_loss(z: tf.Tensor, labels: tf.Tensor, temperature: float = 0.1, kind:
     _check_temperature(temperature)
     z = tf.cast(z, tf.float32)
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
-    all_z, offset = _gather_replicas(z)
-    all_labels, _ = _gather_replicas(labels)
+    all_z, offset = gather_replicas(z)
+    all_labels, _ = gather_replicas(labels)
     rows = offset + tf.range(tf.shape(z)[0])
     not_self = 1.0 - tf.one_hot(rows, tf.shape(all_z)[0])
     logits = similarity(z, all_z, kind) / temperature - (1.0 - not_self) * _SELF_MASK
@@ -168,6 +169,19 @@ def multiview_nt_xent_loss(views: list[tf.Tensor], temperature: float = 0.5, kin
     return supcon_loss(tf.concat(views, axis=0), tf.tile(images, [len(views)]), temperature, kind)
 
 
+def info_nce_logits(
+    query: tf.Tensor, positive: tf.Tensor, negatives: tf.Tensor, temperature: float = 0.07
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """InfoNCE's logits [N, 1 + K] (cosine / tau; the positive in column 0, then the
+    negatives) and targets [N] (zeros)."""
+    _check_temperature(temperature)
+    query = tf.math.l2_normalize(tf.cast(query, tf.float32), axis=1)
+    positive = tf.math.l2_normalize(tf.cast(positive, tf.float32), axis=1)
+    positive_logit = tf.reduce_sum(query * positive, axis=1, keepdims=True)
+    logits = tf.concat([positive_logit, similarity(query, negatives)], axis=1) / temperature
+    return logits, tf.zeros(tf.shape(query)[0], tf.int32)
+
+
 def info_nce_loss(query: tf.Tensor, positive: tf.Tensor, negatives: tf.Tensor, temperature: float = 0.07) -> tf.Tensor:
     """InfoNCE as MoCo uses it with a queue: the mean over i of
     -log(exp(cos(q_i, p_i)/tau) / (exp(cos(q_i, p_i)/tau) + sum_k exp(cos(q_i, n_k)/tau))).
@@ -177,12 +191,26 @@ def info_nce_loss(query: tf.Tensor, positive: tf.Tensor, negatives: tf.Tensor, t
         negatives: [K, D], shared by every query (a memory bank or queue).
         temperature: tau > 0.
     """
-    _check_temperature(temperature)
-    query = tf.math.l2_normalize(tf.cast(query, tf.float32), axis=1)
-    positive = tf.math.l2_normalize(tf.cast(positive, tf.float32), axis=1)
-    positive_logit = tf.reduce_sum(query * positive, axis=1, keepdims=True)
-    logits = tf.concat([positive_logit, similarity(query, negatives)], axis=1) / temperature
-    return mean_cross_entropy(tf.zeros(tf.shape(query)[0], tf.int32), logits)
+    logits, targets = info_nce_logits(query, positive, negatives, temperature)
+    return mean_cross_entropy(targets, logits)
+
+
+def _mean_cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    a = tf.math.l2_normalize(tf.cast(a, tf.float32), axis=1)
+    b = tf.math.l2_normalize(tf.cast(b, tf.float32), axis=1)
+    return tf.reduce_mean(tf.reduce_sum(a * b, axis=1))
+
+
+def normalized_regression_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """BYOL's loss: the mean over rows of |p/|p| - z/|z||^2 = 2 - 2 cos(p, z). Stop the
+    target's gradient before calling it."""
+    return 2.0 - 2.0 * _mean_cosine(prediction, target)
+
+
+def negative_cosine_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """SimSiam's D(p, z): minus the mean cosine similarity of the rows, in [-1, 1]. Stop the
+    target's gradient before calling it."""
+    return -_mean_cosine(prediction, target)
 
 
 def margin_contrastive_loss(x1: tf.Tensor, x2: tf.Tensor, is_similar: tf.Tensor, margin: float = 1.0) -> tf.Tensor:
@@ -222,8 +250,8 @@ def mined_triplet_loss(
         raise UsageError(f"unknown mining {mining!r}; choose batch_hard or semi_hard")
     embeddings = tf.cast(embeddings, tf.float32)
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
-    all_embeddings, offset = _gather_replicas(embeddings)
-    all_labels, _ = _gather_replicas(labels)
+    all_embeddings, offset = gather_replicas(embeddings)
+    all_labels, _ = gather_replicas(labels)
     distances = tf.maximum(_squared_distances(embeddings, all_embeddings), 0.0)
     not_self = 1.0 - tf.one_hot(offset + tf.range(tf.shape(embeddings)[0]), tf.shape(all_embeddings)[0])
     same = tf.cast(tf.equal(labels[:, None], all_labels[None, :]), tf.float32)

@@ -1,4 +1,5 @@
-"""One SimCLR pretraining run, end to end: data -> model -> fit -> probe -> export.
+"""One pretraining run, end to end: data -> model -> fit -> probe -> export, for any of
+the methods (SimCLR by default).
 
 `pretrain(PretrainConfig(...))` is what `python -m experiments.pretrain` runs, and what
 a notebook calls. Rerunning with the same `model_dir` resumes from the last checkpoint.
@@ -23,9 +24,9 @@ from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
 from contrastive_tf.export import check_export_target, export_encoder
-from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.knn import KnnMonitor, knn_accuracy
-from contrastive_tf.model import SimCLR
+from contrastive_tf.methods import METHODS, MULTI_VIEW_METHODS, contrastive_model
+from contrastive_tf.model import ContrastiveModel
 from contrastive_tf.optimizers import (
     build_optimizer,
     exclude_vectors_from_weight_decay,
@@ -61,7 +62,9 @@ class PretrainConfig:
     batch_size: int = 256
     epochs: int = 6
     seed: int = 0
-    # Model.
+    # Method and model.
+    method: str = "simclr"
+    num_views: int = 2
     encoder: str = "auto"
     width: float = 1.0
     projection_layers: int = 2
@@ -73,6 +76,9 @@ class PretrainConfig:
     lr_scaling: str = "none"
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-6
+    # MoCo's key network and BYOL's target network (None: 0.99 for MoCo, 0.996 for BYOL).
+    target_momentum: float | None = None
+    queue_size: int = 4096
     # Augmentation.
     color_jitter_strength: float = 0.5
     blur: bool | None = None
@@ -93,6 +99,26 @@ class PretrainConfig:
         """Raises UsageError naming the first setting that cannot work. (`pretrain`
         checks precision and jit_compile as it resolves them for the hardware.)"""
         checks = [
+            (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
+            (self.num_views >= 2, f"num_views must be >= 2, got {self.num_views}"),
+            (
+                self.num_views == 2 or self.method in MULTI_VIEW_METHODS,
+                f"{self.method} compares two views, got num_views={self.num_views}; "
+                f"more views work with --method={' or '.join(MULTI_VIEW_METHODS)}",
+            ),
+            (
+                self.target_momentum is None or 0 <= self.target_momentum <= 1,
+                f"target_momentum must be in [0, 1], got {self.target_momentum}",
+            ),
+            (
+                self.method != "moco" or self.batch_size >= 8,
+                f"--method=moco needs batch_size >= 8 (4 batch-norm groups of 2), got {self.batch_size}",
+            ),
+            (
+                self.method != "moco" or self.queue_size >= self.batch_size,
+                f"queue_size ({self.queue_size}) must be >= batch_size ({self.batch_size}): "
+                "every step enqueues a batch of keys",
+            ),
             (self.batch_size >= 2, f"batch_size must be >= 2 (NT-Xent needs negatives), got {self.batch_size}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
@@ -121,7 +147,7 @@ class PretrainConfig:
 
 @dataclasses.dataclass
 class PretrainResult:
-    model: SimCLR
+    model: ContrastiveModel
     history: dict[str, list[float]]
     export_path: pathlib.Path | None
     probe: ProbeResult | None
@@ -137,20 +163,34 @@ def encoder_name(config: PretrainConfig, image_shape: tuple[int, int, int]) -> s
     return "small_cnn" if max(image_shape[:2]) <= 28 else "resnet18"
 
 
-def build_model(config: PretrainConfig, data: ImageData, steps_per_epoch: int, jit_compile: bool = False) -> SimCLR:
-    """The compiled SimCLR model for `config`; call inside the strategy's scope, under
-    the dtype policy it should train in."""
-    model = SimCLR(
-        encoder=build_encoder(encoder_name(config, data.image_shape), data.image_shape, config.width),
-        projection_head=ProjectionHead(config.projection_layers, config.projection_dim),
-        augmenter=SimCLRAugment(
+def build_model(
+    config: PretrainConfig, data: ImageData, steps_per_epoch: int, jit_compile: bool = False
+) -> ContrastiveModel:
+    """The compiled model of `config.method`; call inside the strategy's scope, under the
+    dtype policy it should train in."""
+    labelled = data.unlabeled is None and bool(data.num_classes)
+    if config.method == "supcon" and not labelled:
+        raise UsageError(
+            f"--method=supcon learns from labels, and {data.name} has unlabelled training images; "
+            "use a labelled data set or another --method"
+        )
+    model = contrastive_model(
+        config.method,
+        build_encoder(encoder_name(config, data.image_shape), data.image_shape, config.width),
+        SimCLRAugment(
             color_jitter_strength=config.color_jitter_strength,
             blur=config.blur,
             crop_scale=(config.crop_scale_min, 1.0),
             seed=config.seed,
         ),
+        projection_layers=config.projection_layers,
+        projection_dim=config.projection_dim,
         temperature=config.temperature,
-        num_classes=data.num_classes if data.unlabeled is None and data.num_classes else None,
+        momentum=config.target_momentum,
+        queue_size=config.queue_size,
+        total_steps=config.epochs * steps_per_epoch,
+        num_views=config.num_views,
+        num_classes=data.num_classes if labelled else None,
     )
     model.build((None, *data.image_shape))
     peak = scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
@@ -275,7 +315,7 @@ def _pretrain(config: PretrainConfig, strategy: tf.distribute.Strategy, precisio
 
     card = {
         "encoder": encoder.name,
-        "method": "SimCLR",
+        "method": type(model).__name__,
         "dataset": data.name,
         "image_shape": data.image_shape,
         "inputs": "serving_default: uint8 images [B, H, W, C] in [0, 255]; serve_float: float32 in [0, 1]",

@@ -1,6 +1,8 @@
-"""Pretrain a SimCLR encoder, probe it, and export it as a SavedModel.
+"""Pretrain an encoder (SimCLR, MoCo, BYOL, SimSiam or SupCon), probe it, and export it
+as a SavedModel.
 
 python -m experiments.pretrain                       # embedded MNIST sample, ~2 min on a CPU
+python -m experiments.pretrain --method=byol
 python -m experiments.pretrain --dataset=cifar10 --strategy=mirrored
 python -m experiments.pretrain --dataset=path/to/images --epochs=100
 """
@@ -13,6 +15,7 @@ from absl import flags
 
 from contrastive_tf import distribute
 from contrastive_tf.encoders import ENCODERS
+from contrastive_tf.methods import METHODS, MULTI_VIEW_METHODS
 from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS
 from contrastive_tf.precision import JIT_COMPILE, PRECISIONS
 from contrastive_tf.pretraining import PretrainConfig, pretrain
@@ -31,19 +34,25 @@ flags.DEFINE_integer("image_size", D.image_size, "Resize images to this square s
 flags.DEFINE_enum("strategy", D.strategy, distribute.STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_integer("cpu_replicas", 0, "With --strategy=mirrored and no GPU: split the CPU into this many devices.")
 flags.DEFINE_string("tpu_address", D.tpu_address, "TPU name or grpc:// address for --strategy=tpu.")
-flags.DEFINE_integer("batch_size", D.batch_size, "Global batch size (images; each gives two views).")
+flags.DEFINE_enum("method", D.method, METHODS, "What to learn with; supcon needs labels.")
+flags.DEFINE_integer("num_views", D.num_views, f"Views per image; more than 2 for {' and '.join(MULTI_VIEW_METHODS)}.")
+flags.DEFINE_integer("batch_size", D.batch_size, "Global batch size (images; each gives --num_views views).")
 flags.DEFINE_integer("epochs", D.epochs, "Training epochs.")
 flags.DEFINE_integer("seed", D.seed, "Random seed for weights, shuffling and augmentation.")
 flags.DEFINE_enum("encoder", D.encoder, ("auto", *ENCODERS), "Encoder; auto: small_cnn up to 28 px, else resnet18.")
 flags.DEFINE_float("width", D.width, "Encoder width multiplier.")
 flags.DEFINE_integer("projection_layers", D.projection_layers, "Projection head layers (2: SimCLR v1, 3: v2).")
 flags.DEFINE_integer("projection_dim", D.projection_dim, "Projection (z) dimension.")
-flags.DEFINE_float("temperature", D.temperature, "NT-Xent temperature tau.")
+flags.DEFINE_float("temperature", D.temperature, "Temperature tau of NT-Xent, InfoNCE (moco) and SupCon.")
 flags.DEFINE_enum("optimizer", D.optimizer, OPTIMIZERS, "Optimizer.")
 flags.DEFINE_float("learning_rate", D.learning_rate, "Base learning rate, before --lr_scaling.")
 flags.DEFINE_enum("lr_scaling", D.lr_scaling, LR_SCALINGS, "linear: lr*B/256, sqrt: lr*sqrt(B), none: lr.")
 flags.DEFINE_float("warmup_epochs", D.warmup_epochs, "Linear warmup epochs before cosine decay.")
 flags.DEFINE_float("weight_decay", D.weight_decay, "Weight decay (not applied to BN or biases).")
+flags.DEFINE_float(
+    "target_momentum", D.target_momentum, "Momentum of MoCo's key / BYOL's target network (default 0.99 / 0.996)."
+)
+flags.DEFINE_integer("queue_size", D.queue_size, "MoCo's queue of negatives.")
 flags.DEFINE_float("color_jitter_strength", D.color_jitter_strength, "Colour distortion strength s.")
 flags.DEFINE_enum("blur", "auto", ("auto", "true", "false"), "Gaussian blur; auto: on above 32 px.")
 flags.DEFINE_float("crop_scale_min", D.crop_scale_min, "Smallest random-crop area fraction.")

@@ -55,6 +55,17 @@ CASES = {
         "does not divide by the 2 replicas",
     ),
     "image size too small for the crop": (lambda d: ["--image_size=4"], "image_size must be >= 8"),
+    "unknown method": (lambda d: ["--method=swav"], "flag --method=swav: value should be one of"),
+    "one view": (lambda d: ["--num_views=1"], "num_views must be >= 2"),
+    "three views for a two-view method": (
+        lambda d: ["--method=byol", "--num_views=3"],
+        "byol compares two views, got num_views=3",
+    ),
+    "momentum above 1": (lambda d: ["--method=moco", "--target_momentum=1.5"], "target_momentum must be in [0, 1]"),
+    "queue shorter than a batch": (
+        lambda d: ["--method=moco", "--queue_size=100", "--batch_size=128"],
+        "queue_size (100) must be >= batch_size (128)",
+    ),
     # Data.
     "missing path": (lambda d: [f"--dataset={d}/no/such/folder/"], "does not exist"),
     "empty folder": (lambda d: (d / "empty").mkdir() or [f"--dataset={d / 'empty'}"], "no images"),

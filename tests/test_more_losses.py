@@ -1,5 +1,6 @@
-"""SupCon, multi-view NT-Xent, other similarities, InfoNCE, the margin contrastive loss and
-the triplet losses against independent NumPy references, on one device and on two."""
+"""SupCon, multi-view NT-Xent, other similarities, InfoNCE, BYOL's and SimSiam's losses,
+the margin contrastive loss and the triplet losses against independent NumPy references,
+on one device and on two."""
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from contrastive_tf.losses import (
     margin_contrastive_loss,
     mined_triplet_loss,
     multiview_nt_xent_loss,
+    negative_cosine_loss,
+    normalized_regression_loss,
     nt_xent_loss,
     supcon_loss,
     triplet_loss,
@@ -113,6 +116,17 @@ def test_info_nce_matches_numpy():
     )
     loss = info_nce_loss(query.astype(np.float32), positive.astype(np.float32), negatives.astype(np.float32))
     np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
+
+
+def test_byol_and_simsiam_regression_losses_match_numpy():
+    rng = np.random.default_rng(7)
+    p, z = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    # BYOL: the squared distance of the unit vectors; SimSiam: minus their cosine.
+    byol = np.mean(np.sum((_unit(p) - _unit(z)) ** 2, axis=1))
+    simsiam = -np.mean([q @ y / np.linalg.norm(q) / np.linalg.norm(y) for q, y in zip(p, z)])
+    assert float(normalized_regression_loss(p, z)) == pytest.approx(byol, rel=1e-5)
+    assert float(negative_cosine_loss(p, z)) == pytest.approx(simsiam, rel=1e-5)
+    assert float(negative_cosine_loss(p, 3 * p)) == pytest.approx(-1.0, abs=1e-6)
 
 
 def test_margin_contrastive_loss_matches_numpy_without_a_half():

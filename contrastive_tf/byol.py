@@ -1,0 +1,82 @@
+"""BYOL (Grill et al. 2020): the online network predicts the target network's projection
+of the other view; the target is a momentum copy of the online encoder and head, whose
+momentum rises from 0.996 to 1 over training. No negatives."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from contrastive_tf.losses import normalized_regression_loss
+from contrastive_tf.model import ContrastiveModel
+from contrastive_tf.momentum import MomentumNetwork, byol_momentum
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class BYOL(ContrastiveModel):
+    """BYOL: loss = |q(g(f(v1))) - g'(f'(v2))|^2 on unit vectors, both ways round, where f'
+    and g' are the momentum copies of f and g.
+
+    Args:
+        encoder, projection_head, augmenter: as in `SimCLR` (the paper's head is
+            Dense-BN-ReLU-Dense: `ProjectionHead(2, 256, batch_norm=True, output_norm=False)`).
+        predictor: q, z -> z; see `heads.prediction_head`.
+        base_momentum: the target's momentum at the first step; it rises to 1 along a
+            cosine over `total_steps`.
+        total_steps: the length of training, for the momentum schedule.
+        num_classes: classes of the online probe; None turns it off.
+        num_views: 2.
+    """
+
+    layer_args = ("encoder", "projection_head", "predictor", "augmenter")
+
+    def __init__(
+        self,
+        encoder: keras.Model,
+        projection_head: keras.layers.Layer,
+        predictor: keras.layers.Layer,
+        augmenter: keras.layers.Layer,
+        base_momentum: float = 0.996,
+        total_steps: int = 1000,
+        num_classes: int | None = None,
+        num_views: int = 2,
+        **kwargs,
+    ):
+        super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
+        if num_views != 2:
+            raise ValueError(f"BYOL compares two views; received num_views={num_views}.")
+        if not 0 <= base_momentum <= 1:
+            raise ValueError(f"`base_momentum` must be in [0, 1]; received base_momentum={base_momentum}.")
+        if total_steps < 1:
+            raise ValueError(f"`total_steps` must be >= 1; received total_steps={total_steps}.")
+        self.projection_head, self.predictor = projection_head, predictor
+        self.base_momentum, self.total_steps = base_momentum, total_steps
+        self.target_network = MomentumNetwork(encoder, projection_head, name="target_network")
+        self._build_now()
+
+    def heads(self):
+        return [self.projection_head, self.predictor]
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if not self.target_network.built:
+            self.target_network.build(input_shape)
+            self.target_network.copy_weights(self.encoder, self.projection_head)
+
+    def train_step(self, data):
+        views, labels = self.views(data)
+        # Each view's target is the target network's projection of the other view.
+        targets = [self.target_network(view, training=True) for view in reversed(views)]
+        with tf.GradientTape() as tape:
+            h = [self.encoder(view, training=True) for view in views]
+            predictions = [self.predictor(self.projection_head(x, training=True), training=True) for x in h]
+            loss = sum(normalized_regression_loss(p, z) for p, z in zip(predictions, targets))
+            total = loss + self.probe_loss(h[0], labels)
+        self.minimize(tape, total)
+        momentum = byol_momentum(self.optimizer.iterations, self.total_steps, self.base_momentum)
+        self.target_network.update(self.encoder, self.projection_head, momentum)
+        self.loss_tracker.update_state(loss)
+        return self._logs()
+
+    def get_config(self):
+        return {**super().get_config(), "base_momentum": self.base_momentum, "total_steps": self.total_steps}

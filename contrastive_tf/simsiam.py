@@ -1,0 +1,59 @@
+"""SimSiam (Chen & He 2021): BYOL without the momentum network. The predictor and a
+stop-gradient on the other branch are what keep it from collapsing."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from contrastive_tf.losses import negative_cosine_loss
+from contrastive_tf.model import ContrastiveModel
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class SimSiam(ContrastiveModel):
+    """SimSiam: loss = D(p1, stop_gradient(z2)) / 2 + D(p2, stop_gradient(z1)) / 2, with
+    z = g(f(view)), p = q(z) and D the negative cosine similarity; -1 is its minimum.
+
+    Args:
+        encoder, projection_head, augmenter: as in `SimCLR` (the paper's head has three
+            layers, each with batch norm: `ProjectionHead(3, 2048)`).
+        predictor: q, z -> z, a bottleneck MLP; see `heads.prediction_head`.
+        num_classes: classes of the online probe; None turns it off.
+        num_views: 2.
+    """
+
+    layer_args = ("encoder", "projection_head", "predictor", "augmenter")
+
+    def __init__(
+        self,
+        encoder: keras.Model,
+        projection_head: keras.layers.Layer,
+        predictor: keras.layers.Layer,
+        augmenter: keras.layers.Layer,
+        num_classes: int | None = None,
+        num_views: int = 2,
+        **kwargs,
+    ):
+        super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
+        if num_views != 2:
+            raise ValueError(f"SimSiam compares two views; received num_views={num_views}.")
+        self.projection_head, self.predictor = projection_head, predictor
+        self._build_now()
+
+    def heads(self):
+        return [self.projection_head, self.predictor]
+
+    def train_step(self, data):
+        (view_a, view_b), labels = self.views(data)
+        with tf.GradientTape() as tape:
+            h_a, h_b = self.encoder(view_a, training=True), self.encoder(view_b, training=True)
+            z_a, z_b = self.projection_head(h_a, training=True), self.projection_head(h_b, training=True)
+            p_a, p_b = self.predictor(z_a, training=True), self.predictor(z_b, training=True)
+            loss = (
+                negative_cosine_loss(p_a, tf.stop_gradient(z_b)) + negative_cosine_loss(p_b, tf.stop_gradient(z_a))
+            ) / 2
+            total = loss + self.probe_loss(h_a, labels)
+        self.minimize(tape, total)
+        self.loss_tracker.update_state(loss)
+        return self._logs()

@@ -1,0 +1,225 @@
+"""The methods beside SimCLR (MoCo, BYOL, SimSiam, SupCon, multi-view SimCLR): each first
+step's loss against NumPy on the model's own projections, MoCo's queue, the momentum (EMA)
+updates on one device and on two replicas, .keras files, bad arguments, and a short real
+MNIST run per method that beats random weights."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_more_losses import numpy_supcon
+
+from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.data import ImageData, Split, load_data
+from contrastive_tf.encoders import build_encoder
+from contrastive_tf.errors import UsageError
+from contrastive_tf.evaluation import extract_features, linear_probe
+from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.methods import METHODS, contrastive_model
+from contrastive_tf.moco import KeyQueue
+from contrastive_tf.momentum import MomentumNetwork, byol_momentum
+from contrastive_tf.precision import global_precision
+from contrastive_tf.pretraining import PretrainConfig, build_model
+
+SHAPE = (28, 28, 1)
+
+
+def _images(count=16, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, *SHAPE), dtype=np.uint8)
+
+
+def _model(method, augmenter=None, **kwargs):
+    encoder = build_encoder("small_cnn", SHAPE, width=0.25)
+    kwargs = {"projection_dim": 16, "queue_size": 64, "temperature": 0.5, **kwargs}
+    return contrastive_model(method, encoder, augmenter or keras.layers.Identity(), **kwargs)
+
+
+def _unit(x):
+    x = np.asarray(x, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _one_step_loss(model, images, labels) -> float:
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    batches = tf.data.Dataset.from_tensors((images, labels))
+    return model.fit(batches, epochs=1, verbose=0).history["loss"][0]
+
+
+def test_key_queue_holds_the_newest_keys_oldest_overwritten_first():
+    queue = KeyQueue(size=5)
+    queue.build((None, 3))
+    initial = np.asarray(queue.negatives())
+    batches = [np.random.default_rng(seed).normal(size=(2, 3)) for seed in range(3)]
+    for keys in batches:
+        queue.enqueue(tf.constant(keys, tf.float32))
+    # Rows 0-1 got batch 0, rows 2-3 batch 1; batch 2 filled row 4 and wrapped to row 0.
+    expected = np.stack([_unit(batches[2])[1], _unit(batches[0])[1], *_unit(batches[1]), _unit(batches[2])[0]])
+    np.testing.assert_allclose(queue.negatives(), expected, atol=1e-6)
+    assert int(queue.position) == 1
+    assert np.allclose(np.linalg.norm(initial, axis=1), 1.0)
+
+
+def test_moco_groups_return_their_outputs_in_the_order_of_the_views():
+    model = _model("moco", bn_groups=4)
+    model.compile(optimizer="sgd")
+    rowwise = keras.layers.Dense(3)  # no batch norm: each row's output depends on it alone
+    views = tf.random.normal([16, 5])
+    np.testing.assert_allclose(model.in_groups(rowwise, views, shuffle=True), rowwise(views), atol=1e-6)
+
+
+def test_momentum_network_moves_towards_the_online_weights_and_is_never_trained():
+    encoder, head = build_encoder("small_cnn", SHAPE, width=0.25), ProjectionHead(2, 16)
+    head.build((None, encoder.output_shape[-1]))
+    target = MomentumNetwork(encoder, head)
+    target.build((None, *SHAPE))
+    target.copy_weights(encoder, head)
+    online = [*encoder.weights, *head.weights]
+    trained = [index for index, weight in enumerate(online) if weight.trainable]
+    for index in trained:
+        np.testing.assert_array_equal(target.weights[index], online[index])
+    for weight in online:
+        weight.assign(np.random.default_rng(1).normal(size=weight.shape))
+    before = [np.asarray(weight) for weight in target.weights]
+    target.update(encoder, head, momentum=0.9)
+    for index, (old, new) in enumerate(zip(before, target.weights)):
+        expected = 0.9 * old + 0.1 * np.asarray(online[index]) if index in trained else old
+        np.testing.assert_allclose(new, expected, rtol=1e-5, atol=1e-6)
+    assert target.trainable_weights == []
+
+
+def test_byol_momentum_rises_from_its_base_to_one_along_a_cosine():
+    values = [float(byol_momentum(step, 100, base=0.996)) for step in (0, 50, 100, 200)]
+    assert values == pytest.approx([0.996, 0.998, 1.0, 1.0], abs=1e-7)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_byol_step_moves_the_target_by_the_scheduled_momentum(replicas, mirrored):
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = _model("byol", momentum=0.9, total_steps=4)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+    target_before = [np.asarray(weight) for weight in model.target_network.weights]
+    model.fit(tf.data.Dataset.from_tensors(_images()), epochs=1, verbose=0)
+    online = [*model.encoder.weights, *model.projection_head.weights]
+    momentum = float(byol_momentum(1, 4, base=0.9))  # after the first step
+    moved = 0
+    for before, after, source in zip(target_before, model.target_network.weights, online):
+        if source.trainable:
+            expected = momentum * before + (1 - momentum) * np.asarray(source)
+            np.testing.assert_allclose(after, expected, rtol=1e-4, atol=1e-6)
+            moved += not np.allclose(after, before)
+    assert moved > 10
+    assert not any(weight.path.startswith("target_network") for weight in model.trainable_weights)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_moco_queue_holds_the_keys_of_each_global_batch_in_order(replicas, mirrored):
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    batches = [_images(16, seed) for seed in range(3)]
+    with strategy.scope():
+        # Momentum 1 keeps the key network at its first weights, so the keys are known.
+        model = _model("moco", momentum=1.0, queue_size=56, bn_groups=1)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+    initial = np.asarray(model.queue.negatives())
+    model.fit(tf.data.Dataset.from_tensor_slices(np.stack(batches)), epochs=1, verbose=0)
+    keys = [_unit(model.key_network(batch.astype(np.float32) / 255, training=True)) for batch in batches]
+    queue = np.asarray(model.queue.negatives())
+    np.testing.assert_allclose(queue[:48], np.concatenate(keys), atol=2e-2)
+    np.testing.assert_array_equal(queue[48:], initial[48:])
+    assert int(np.asarray(model.queue.position)) == 48
+
+
+def _numpy_info_nce(queries, keys, negatives, temperature):
+    queries, keys = _unit(queries), _unit(keys)
+    positive = np.exp(np.sum(queries * keys, axis=1) / temperature)
+    negative = np.exp(queries @ _unit(negatives).T / temperature).sum(axis=1)
+    return float(np.mean(-np.log(positive / (positive + negative))))
+
+
+def _numpy_cosines(a, b):
+    return np.sum(_unit(a) * _unit(b), axis=1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_first_step_loss_is_the_methods_loss_on_its_own_projections(method):
+    """With identical views and the momentum networks still equal to the online ones,
+    every method's loss follows from one forward pass, computed here in NumPy."""
+    keras.utils.set_random_seed(0)
+    images, labels = _images(), np.arange(16) % 4
+    views = 3 if method in ("simclr", "supcon") else 2
+    model = _model(method, num_views=views, **({"bn_groups": 1} if method == "moco" else {}))
+    x = images.astype(np.float32) / 255
+    z = np.asarray(model.projection_head(model.encoder(x, training=True), training=True))
+    if method == "simclr":
+        expected = numpy_supcon(np.concatenate([z] * views), np.tile(np.arange(16), views), 0.5)
+    elif method == "supcon":
+        expected = numpy_supcon(np.concatenate([z] * views), np.tile(labels, views), 0.5)
+    elif method == "moco":
+        expected = _numpy_info_nce(z, z, np.asarray(model.queue.negatives()), 0.5)
+    else:
+        p = np.asarray(model.predictor(z, training=True))
+        cosine = np.mean(_numpy_cosines(p, z))
+        expected = 2 * (2 - 2 * cosine) if method == "byol" else -cosine
+    assert _one_step_loss(model, images, labels) == pytest.approx(expected, rel=2e-3, abs=2e-3)
+
+
+@pytest.mark.parametrize("method", ["moco", "byol", "simsiam", "supcon"])
+def test_every_method_round_trips_through_a_keras_file(method, tmp_path):
+    model = _model(method, augmenter=SimCLRAugment(seed=0), num_classes=4)
+    _one_step_loss(model, _images(), np.arange(16) % 4)
+    model.save(tmp_path / "model.keras")
+    restored = keras.models.load_model(tmp_path / "model.keras")
+    assert type(restored) is type(model)
+    assert len(restored.weights) == len(model.weights)
+    for saved, loaded in zip(model.weights, restored.weights):
+        np.testing.assert_array_equal(saved, loaded)
+
+
+def test_methods_refuse_arguments_that_cannot_work():
+    with pytest.raises(UsageError, match="unknown method 'swav'"):
+        _model("swav")
+    with pytest.raises(UsageError, match="simsiam compares two views, got num_views=4"):
+        _model("simsiam", num_views=4)
+    flat = Split(tf.data.Dataset.from_tensor_slices((_images(), np.full(16, -1))), 16)
+    unlabelled = ImageData("photos/", SHAPE, flat)
+    with pytest.raises(UsageError, match="--method=supcon learns from labels"):
+        build_model(PretrainConfig(method="supcon"), unlabelled, steps_per_epoch=1)
+
+
+@pytest.fixture(scope="module")
+def mnist_probe(mnist_subset):
+    """Trains an encoder's features' linear probe on 500 labelled MNIST digits and scores
+    it on 1,000 test digits; and that accuracy for random weights."""
+    data = load_data(str(mnist_subset))
+
+    def probe(encoder) -> float:
+        (train, train_labels), test = (extract_features(encoder, split) for split in (data.train, data.test))
+        return linear_probe(train[:500], train_labels[:500], *test, data.num_classes, seed=0).top1_accuracy
+
+    keras.utils.set_random_seed(0)
+    return data, probe, probe(build_encoder("small_cnn", SHAPE, width=0.5))
+
+
+# BYOL's target barely moves in 150 steps at the paper's 0.996.
+SHORT_RUN = {"moco": {"momentum": 0.99}, "byol": {"momentum": 0.9}}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_short_mnist_run_beats_random_weights(method, mnist_probe):
+    data, probe, random_accuracy = mnist_probe
+    keras.utils.set_random_seed(0)
+    with global_precision("mixed_bfloat16"):
+        model = contrastive_model(
+            method,
+            build_encoder("small_cnn", SHAPE, width=0.5),
+            SimCLRAugment(crop_scale=(0.2, 1.0), seed=0),
+            temperature=0.2,
+            queue_size=1024,
+            total_steps=150,
+            **SHORT_RUN.get(method, {}),
+        )
+        model.compile(optimizer=keras.optimizers.Adam(2e-3))
+        batches = data.train.dataset.shuffle(4000, seed=0).repeat().batch(128, drop_remainder=True)
+        model.fit(batches, steps_per_epoch=150, epochs=1, verbose=0)
+    accuracy = probe(model.encoder)
+    assert accuracy > random_accuracy + 0.05, f"{method}: {accuracy:.3f} against {random_accuracy:.3f} for random"
