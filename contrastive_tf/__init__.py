@@ -1,22 +1,34 @@
-"""contrastive_tf: contrastive self-supervised learning (SimCLR family) in TensorFlow/Keras."""
+"""contrastive_tf: contrastive self-supervised learning (SimCLR, MoCo, BYOL, SimSiam, SupCon)
+in TensorFlow/Keras."""
 
 from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.byol import BYOL
 from contrastive_tf.data import load_data
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.export import export_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.losses import nt_xent_loss
-from contrastive_tf.model import SimCLR
+from contrastive_tf.methods import METHODS, contrastive_model
+from contrastive_tf.moco import MoCo
+from contrastive_tf.model import ContrastiveModel, SimCLR, SupCon
 from contrastive_tf.pretraining import PretrainConfig, pretrain
+from contrastive_tf.simsiam import SimSiam
 
 __all__ = [
+    "BYOL",
+    "METHODS",
+    "ContrastiveModel",
+    "MoCo",
     "PretrainConfig",
     "ProjectionHead",
     "SimCLR",
     "SimCLRAugment",
+    "SimSiam",
+    "SupCon",
     "UsageError",
     "build_encoder",
+    "contrastive_model",
     "export_encoder",
     "load_data",
     "nt_xent_loss",
