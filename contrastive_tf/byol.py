@@ -43,8 +43,6 @@ class BYOL(ContrastiveModel):
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
-        if num_views != 2:
-            raise ValueError(f"BYOL compares two views; received num_views={num_views}.")
         if not 0 <= base_momentum <= 1:
             raise ValueError(f"`base_momentum` must be in [0, 1]; received base_momentum={base_momentum}.")
         if total_steps < 1:

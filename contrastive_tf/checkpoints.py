@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import keras
 
+from contrastive_tf.errors import UsageError
+
 INDEX = "checkpoint.json"
 _SUFFIX = ".weights.h5"
 
@@ -45,13 +47,20 @@ def latest_step(directory: str | os.PathLike) -> int:
 
 
 def restore(model: keras.Model, directory: str | os.PathLike) -> int:
-    """Loads the newest checkpoint into `model` (built and compiled) and returns its step."""
+    """Loads the newest checkpoint into `model` (built and compiled) and returns its step.
+    UsageError when the checkpoint holds another model's weights."""
     entry = _newest(directory)
     if entry is None:
         return 0
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    model.load_weights(pathlib.Path(directory) / entry["weights"])
+    try:
+        model.load_weights(pathlib.Path(directory) / entry["weights"])
+    except ValueError as error:
+        raise UsageError(
+            f"the checkpoint in {directory} was made by another model ({str(error).splitlines()[0]}); "
+            "use a new --model_dir, or the --method, --encoder and --width that made it"
+        ) from error
     return entry["step"]
 
 

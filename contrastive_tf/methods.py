@@ -19,6 +19,19 @@ MULTI_VIEW_METHODS = ("simclr", "supcon")
 DEFAULT_MOMENTUM = {"moco": 0.99, "byol": 0.996}
 
 
+def check_method(method: str, num_views: int = 2) -> None:
+    """UsageError unless `method` is known and takes `num_views` views."""
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if num_views < 2:
+        raise UsageError(f"num_views must be >= 2, got {num_views}")
+    if num_views != 2 and method not in MULTI_VIEW_METHODS:
+        raise UsageError(
+            f"{method} compares two views, got num_views={num_views}; "
+            f"more views work with --method={' or '.join(MULTI_VIEW_METHODS)}"
+        )
+
+
 def contrastive_model(
     method: str,
     encoder: keras.Model,
@@ -52,13 +65,7 @@ def contrastive_model(
         >>> model = contrastive_model("byol", small_cnn(), SimCLRAugment(seed=0), total_steps=1400)
         >>> model.compile(optimizer="adam")
     """
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if num_views != 2 and method not in MULTI_VIEW_METHODS:
-        raise UsageError(
-            f"{method} compares two views, got num_views={num_views}; "
-            f"more views work with {' and '.join(MULTI_VIEW_METHODS)}"
-        )
+    check_method(method, num_views)
     momentum = DEFAULT_MOMENTUM.get(method) if momentum is None else momentum
     common = dict(num_classes=num_classes, num_views=num_views)
     if method in ("simclr", "supcon"):

@@ -90,8 +90,6 @@ class MoCo(ContrastiveModel):
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
-        if num_views != 2:
-            raise ValueError(f"MoCo compares two views; received num_views={num_views}.")
         if bn_groups < 1:
             raise ValueError(f"`bn_groups` must be >= 1; received bn_groups={bn_groups}.")
         self.bn_groups = bn_groups

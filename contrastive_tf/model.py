@@ -30,6 +30,8 @@ class ContrastiveModel(keras.Model):
 
     # Constructor arguments that are layers, serialised as such by `get_config`.
     layer_args: tuple[str, ...] = ("encoder", "augmenter")
+    # Whether the loss takes more than two views of an image.
+    multi_view = False
 
     def __init__(
         self,
@@ -42,6 +44,8 @@ class ContrastiveModel(keras.Model):
         super().__init__(**kwargs)
         if num_views < 2:
             raise ValueError(f"`num_views` must be >= 2; received num_views={num_views}.")
+        if num_views > 2 and not self.multi_view:
+            raise ValueError(f"{type(self).__name__} compares two views; received num_views={num_views}.")
         self.encoder, self.augmenter = encoder, augmenter
         self.num_views, self.num_classes = num_views, num_classes
         self.probe = keras.layers.Dense(num_classes, name="linear_probe") if num_classes else None
@@ -158,6 +162,7 @@ class SimCLR(ContrastiveModel):
     """
 
     layer_args = ("encoder", "projection_head", "augmenter")
+    multi_view = True
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 A run leaves two forms: the SavedModel export (any TensorFlow app can load it; its batch
 norm is frozen in inference mode) and `simclr.keras` in its `--model_dir` (the whole
-Keras model: encoder, projection head and augmentation, all trainable).
+Keras model of its method: encoder, heads and augmentation, all trainable).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import keras
 
 from contrastive_tf.errors import UsageError
 from contrastive_tf.export import METADATA_FILE
-from contrastive_tf.model import SimCLR
+from contrastive_tf.model import ContrastiveModel
 from contrastive_tf.pretraining import MODEL_FILE
 
 
@@ -29,14 +29,15 @@ class Pretrained:
         image_shape: (height, width, channels) it takes.
         name: the encoder's name, for reports.
         metadata: what the run recorded about itself (configuration, probe figures).
-        model: the whole SimCLR model when it came from a `.keras` file, else None.
+        model: the whole pretraining model (any method) when it came from a `.keras` file,
+            else None.
     """
 
     encoder: keras.Model
     image_shape: tuple[int, int, int]
     name: str
     metadata: dict
-    model: SimCLR | None = None
+    model: ContrastiveModel | None = None
 
 
 def load_pretrained(path: str | os.PathLike) -> Pretrained:
@@ -61,9 +62,9 @@ def load_pretrained(path: str | os.PathLike) -> Pretrained:
             f"--model_dir (with {MODEL_FILE}) or a .keras file"
         )
     model = keras.saving.load_model(keras_file, safe_mode=True)
-    encoder = model.encoder if isinstance(model, SimCLR) else model
-    shape = tuple(encoder.input_shape[1:])
-    return Pretrained(encoder, shape, encoder.name, {}, model if isinstance(model, SimCLR) else None)
+    whole = model if isinstance(model, ContrastiveModel) else None
+    encoder = model.encoder if whole else model
+    return Pretrained(encoder, tuple(encoder.input_shape[1:]), encoder.name, {}, whole)
 
 
 def _from_export(path: pathlib.Path) -> Pretrained:

@@ -25,7 +25,7 @@ from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
 from contrastive_tf.export import check_export_target, export_encoder
 from contrastive_tf.knn import KnnMonitor, knn_accuracy
-from contrastive_tf.methods import METHODS, MULTI_VIEW_METHODS, contrastive_model
+from contrastive_tf.methods import check_method, contrastive_model
 from contrastive_tf.model import ContrastiveModel
 from contrastive_tf.optimizers import (
     build_optimizer,
@@ -98,14 +98,8 @@ class PretrainConfig:
     def validate(self) -> None:
         """Raises UsageError naming the first setting that cannot work. (`pretrain`
         checks precision and jit_compile as it resolves them for the hardware.)"""
+        check_method(self.method, self.num_views)
         checks = [
-            (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
-            (self.num_views >= 2, f"num_views must be >= 2, got {self.num_views}"),
-            (
-                self.num_views == 2 or self.method in MULTI_VIEW_METHODS,
-                f"{self.method} compares two views, got num_views={self.num_views}; "
-                f"more views work with --method={' or '.join(MULTI_VIEW_METHODS)}",
-            ),
             (
                 self.target_momentum is None or 0 <= self.target_momentum <= 1,
                 f"target_momentum must be in [0, 1], got {self.target_momentum}",

@@ -36,8 +36,6 @@ class SimSiam(ContrastiveModel):
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
-        if num_views != 2:
-            raise ValueError(f"SimSiam compares two views; received num_views={num_views}.")
         self.projection_head, self.predictor = projection_head, predictor
         self._build_now()
 

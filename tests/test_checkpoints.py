@@ -10,7 +10,9 @@ import pytest
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.checkpoints import INDEX, TrainingCheckpoint, latest_step, restore
 from contrastive_tf.encoders import build_encoder
+from contrastive_tf.errors import UsageError
 from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.methods import contrastive_model
 from contrastive_tf.model import SimCLR
 
 IMAGES = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
@@ -85,3 +87,12 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert checkpoint.nan_epoch == 1
     assert len(history.history["loss"]) == 1  # it stopped instead of running the next epoch
     assert latest_step(tmp_path) == 2 and _digest(tmp_path / "step-2.weights.h5") == saved
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_one_line(tmp_path):
+    model = _model()
+    model.fit(IMAGES, batch_size=8, epochs=1, callbacks=[TrainingCheckpoint(tmp_path)], verbose=0)
+    other = contrastive_model("byol", build_encoder("small_cnn", (28, 28, 1), 0.25), SimCLRAugment(seed=0))
+    other.compile(optimizer=keras.optimizers.Adam(0.01))
+    with pytest.raises(UsageError, match=f"the checkpoint in {tmp_path} was made by another model"):
+        restore(other, tmp_path)

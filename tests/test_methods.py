@@ -19,6 +19,7 @@ from contrastive_tf.methods import METHODS, contrastive_model
 from contrastive_tf.moco import KeyQueue
 from contrastive_tf.momentum import MomentumNetwork, byol_momentum
 from contrastive_tf.precision import global_precision
+from contrastive_tf.pretrained import load_pretrained
 from contrastive_tf.pretraining import PretrainConfig, build_model
 
 SHAPE = (28, 28, 1)
@@ -173,6 +174,8 @@ def test_every_method_round_trips_through_a_keras_file(method, tmp_path):
     assert len(restored.weights) == len(model.weights)
     for saved, loaded in zip(model.weights, restored.weights):
         np.testing.assert_array_equal(saved, loaded)
+    # Evaluations find the encoder inside any method's model file.
+    assert load_pretrained(tmp_path / "model.keras").encoder.name == model.encoder.name
 
 
 def test_methods_refuse_arguments_that_cannot_work():
