@@ -41,6 +41,7 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer("batch_size", 256, "Images per train step (each gives two views).")
 flags.DEFINE_integer("steps", 10, "Timed train steps per row, after 3 warm-up steps.")
+flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmuls that measure the peak FLOP/s.")
 FLAGS = flags.FLAGS
 
 
@@ -70,8 +71,11 @@ def main(argv: list[str]) -> None:
     dtypes = {"float32": tf.float32, "bfloat16": tf.bfloat16}
     if "mixed_float16" in precisions:
         dtypes["float16"] = tf.float16
-    peaks = {name: benchmarks.matmul_peak_flops(dtype) for name, dtype in dtypes.items()}
-    print("matmul 4096^2 peak: " + ", ".join(f"{name} {flops / 1e9:.0f} GFLOP/s" for name, flops in peaks.items()))
+    peaks = {name: benchmarks.matmul_peak_flops(dtype, FLAGS.matmul_size) for name, dtype in dtypes.items()}
+    print(
+        f"matmul {FLAGS.matmul_size}^2 peak: "
+        + ", ".join(f"{name} {flops / 1e9:.0f} GFLOP/s" for name, flops in peaks.items())
+    )
     rows = []
 
     def time_step(encoder: str, precision: str, jit: bool, augment: bool = True) -> benchmarks.Measurement:

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from absl import flags
 
+from contrastive_tf.checkpoints import latest_step
 from contrastive_tf.evaluation import extract_features, labelled_data, labelled_subset, linear_probe, stratified_indices
 from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
 from contrastive_tf.knn import knn_accuracy
@@ -73,6 +74,9 @@ def _fine_tune(encoder: keras.Model, data, fraction: float) -> float:
 def quality_rows(name: str, source: str, epochs: int, method: str) -> tuple[list[Row], float]:
     """The rows of one data set and method, and its pretraining time in minutes."""
     model_dir = pathlib.Path(FLAGS.output_dir) / name / method
+    if latest_step(model_dir / "checkpoints"):
+        # Resuming would report the time of what was left, not of the pretraining.
+        cli.fail(f"{model_dir} holds an earlier pretraining run; pass a new --output_dir")
     config = PretrainConfig(
         dataset=source,
         method=method,

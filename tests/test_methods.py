@@ -207,6 +207,7 @@ def mnist_probe(mnist_subset):
 SHORT_RUN = {"moco": {"momentum": 0.99}, "byol": {"momentum": 0.9}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_short_mnist_run_beats_random_weights(method, mnist_probe):
     data, probe, random_accuracy = mnist_probe
