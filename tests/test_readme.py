@@ -83,7 +83,7 @@ def test_every_flag_in_the_commands_exists(entry_point_flags):
     for entry_point in ENTRY_POINTS:
         one_line = README.replace("\\\n", " ")  # join shell continuation lines
         commands = " ".join(re.findall(rf"python -m experiments.{entry_point}([^\n]*)", one_line))
-        used = set(re.findall(r"--([a-z_]+)", commands))
+        used = set(re.findall(r"--([a-z_0-9]+)", commands))
         assert used and used <= set(entry_point_flags[entry_point]), entry_point
 
 
