@@ -71,8 +71,32 @@ def _fine_tune(encoder: keras.Model, data, fraction: float) -> float:
     return fine_tune(model, subset.train, data.test, FLAGS.finetune_epochs, seed=FLAGS.seed).top1_accuracy
 
 
-def quality_rows(name: str, source: str, epochs: int, method: str) -> tuple[list[Row], float]:
-    """The rows of one data set and method, and its pretraining time in minutes."""
+@dataclasses.dataclass
+class Baselines:
+    """What the learned encoder is compared with on one data set: the features of the
+    same architecture with random weights, and its fine-tuning from scratch per label
+    fraction. The same for every method, so they are made once."""
+
+    features: tuple
+    from_scratch: dict[float, float]
+
+
+def make_baselines(encoder: keras.Model, data) -> Baselines:
+    keras.utils.set_random_seed(FLAGS.seed)
+    random_encoder = keras.models.clone_model(encoder)
+    features = (extract_features(random_encoder, data.train), extract_features(random_encoder, data.test))
+    scratch = {
+        fraction: _fine_tune(keras.models.clone_model(encoder), data, fraction)
+        for fraction in map(float, FLAGS.label_fractions)
+    }
+    return Baselines(features, scratch)
+
+
+def quality_rows(
+    name: str, source: str, epochs: int, method: str, baselines: dict[str, Baselines]
+) -> tuple[list[Row], float]:
+    """The rows of one data set and method, and its pretraining time in minutes;
+    `baselines` holds (or is given) the data set's baselines."""
     model_dir = pathlib.Path(FLAGS.output_dir) / name / method
     if latest_step(model_dir / "checkpoints"):
         # Resuming would report the time of what was left, not of the pretraining.
@@ -93,11 +117,12 @@ def quality_rows(name: str, source: str, epochs: int, method: str) -> tuple[list
     minutes = (time.perf_counter() - start) / 60
     trained = load_pretrained(model_dir)
     data = labelled_data(source, None, trained.image_shape)
-    keras.utils.set_random_seed(FLAGS.seed)
-    random_encoder = keras.models.clone_model(trained.encoder)
+    if name not in baselines:
+        baselines[name] = make_baselines(trained.encoder, data)
+    baseline = baselines[name]
     features = {
-        kind: (extract_features(encoder, data.train), extract_features(encoder, data.test))
-        for kind, encoder in (("learned", trained.encoder), ("random", random_encoder))
+        "learned": (extract_features(trained.encoder, data.train), extract_features(trained.encoder, data.test)),
+        "random": baseline.features,
     }
 
     def probe(kind: str, indices: np.ndarray | None = None) -> float:
@@ -117,9 +142,8 @@ def quality_rows(name: str, source: str, epochs: int, method: str) -> tuple[list
         indices = stratified_indices(labels, fraction, FLAGS.seed)
         share = f"{fraction:.0%}"
         rows.append(Row(name, method, "linear probe", share, probe("learned", indices), probe("random", indices)))
-        tuned = _fine_tune(load_pretrained(model_dir).encoder, data, fraction)
-        scratch = _fine_tune(keras.models.clone_model(trained.encoder), data, fraction)
-        rows.append(Row(name, method, "fine-tune", share, tuned, from_scratch=scratch))
+        tuned = _fine_tune(load_pretrained(model_dir).encoder, data, fraction)  # fine-tuning changes it
+        rows.append(Row(name, method, "fine-tune", share, tuned, from_scratch=baseline.from_scratch[fraction]))
     print(f"{name}, {method}: pretraining took {minutes:.1f} min, final loss {result.history['loss'][-1]:.3f}")
     return rows, minutes
 
@@ -147,17 +171,18 @@ def main(argv: list[str]) -> None:
     unknown = set(FLAGS.methods) - set(METHODS)
     if unknown:
         cli.fail(f"unknown --methods {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
-    rows, minutes = [], {}
+    rows, minutes, baselines = [], {}, {}
     for name in FLAGS.datasets:
         for method in FLAGS.methods:
-            found, minutes[f"{name}/{method}"] = quality_rows(name, *sources[name], method)
+            found, minutes[f"{name}/{method}"] = quality_rows(name, *sources[name], method, baselines)
             rows += found
-    text = table(rows, minutes)
-    print(text)
-    write_results(
-        FLAGS.output_dir,
-        {"rows": [dataclasses.asdict(row) for row in rows], "pretraining_minutes": minutes, "table": text},
-    )
+            # Written after every method, so that a run cut short keeps the rows it made.
+            text = table(rows, minutes)
+            print(text)
+            write_results(
+                FLAGS.output_dir,
+                {"rows": [dataclasses.asdict(row) for row in rows], "pretraining_minutes": minutes, "table": text},
+            )
 
 
 if __name__ == "__main__":
