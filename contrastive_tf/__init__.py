@@ -2,18 +2,16 @@
 in TensorFlow/Keras."""
 
 from contrastive_tf.augmentation import SimCLRAugment
-from contrastive_tf.byol import BYOL
+from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import load_data
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.export import export_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.losses import nt_xent_loss
-from contrastive_tf.methods import METHODS, contrastive_model
-from contrastive_tf.moco import MoCo
-from contrastive_tf.model import ContrastiveModel, SimCLR, SupCon
-from contrastive_tf.pretraining import PretrainConfig, pretrain
-from contrastive_tf.simsiam import SimSiam
+from contrastive_tf.methods import BYOL, METHODS, ContrastiveModel, MoCo, SimCLR, SimSiam, SupCon, contrastive_model
+from contrastive_tf.pretraining import pretrain
+from contrastive_tf.run_folder import load_pretrained
 
 __all__ = [
     "BYOL",
@@ -31,6 +29,7 @@ __all__ = [
     "contrastive_model",
     "export_encoder",
     "load_data",
+    "load_pretrained",
     "nt_xent_loss",
     "pretrain",
 ]

@@ -21,6 +21,14 @@ import tensorflow as tf
 
 from contrastive_tf.errors import UsageError
 
+
+def to_unit_range(images: tf.Tensor) -> tf.Tensor:
+    """uint8 images in [0, 255] -> float32 in [0, 1]; float images pass through unchanged."""
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) / 255.0
+    return tf.cast(images, tf.float32)
+
+
 # TFDS name -> (labelled train split, test split, extra unlabelled split or None).
 TFDS_DATASETS = {
     "mnist": ("train", "test", None),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from contrastive_tf.model import to_unit_range
+from contrastive_tf.data import to_unit_range
+from contrastive_tf.distribute import minimize, step_logs
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -52,11 +53,8 @@ class Distiller(keras.Model):
         with tf.GradientTape() as tape:
             student_logits = tf.cast(self.student(views, training=True), tf.float32)
             loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, student_logits / self.temperature))
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(loss / replicas)
-        variables = self.student.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        minimize(self.optimizer, tape, loss, self.student.trainable_variables)
         self.loss_tracker.update_state(loss)
         same = tf.equal(tf.argmax(student_logits, axis=1), tf.argmax(teacher_logits, axis=1))
         self.agreement.update_state(tf.cast(same, tf.float32))
-        return {metric.name: metric.result() for metric in self.metrics}
+        return step_logs(self.metrics)

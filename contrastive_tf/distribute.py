@@ -1,7 +1,9 @@
-"""Choosing a `tf.distribute` strategy by name."""
+"""Choosing a `tf.distribute` strategy by name, and what a train step needs to be right
+across replicas and workers."""
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from contrastive_tf.errors import UsageError
@@ -98,3 +100,24 @@ def agree_across_workers(strategy: tf.distribute.Strategy, step: int, what: str)
             "the same --model_dir on storage they all share"
         )
     return step
+
+
+def minimize(
+    optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape, loss: tf.Tensor, variables: list
+) -> None:
+    """One optimizer step on `loss`, recorded by `tape`, inside a replica's train step.
+    Keras sums the replicas' gradients, so each replica contributes its share of the mean."""
+    with tape:
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        scaled = optimizer.scale_loss(loss / replicas)
+    optimizer.apply(tape.gradient(scaled, variables), variables)
+
+
+def step_logs(metrics: list[keras.metrics.Metric]) -> dict[str, tf.Tensor]:
+    """What a train step returns: each metric's result. Under several workers Keras
+    averages logs along axis 0, which a scalar lacks (keras-team/keras#20585); the mean of
+    [1]-vectors is the scalar mean."""
+    logs = {metric.name: metric.result() for metric in metrics}
+    if is_multi_worker(tf.distribute.get_strategy()):
+        logs = {name: value[None] for name, value in logs.items()}
+    return logs

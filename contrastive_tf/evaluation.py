@@ -9,9 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.data import UNLABELED, ImageData, Split, load_data
+from contrastive_tf.data import UNLABELED, ImageData, Split, load_data, to_unit_range
 from contrastive_tf.errors import UsageError
-from contrastive_tf.model import to_unit_range
 
 
 def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:

@@ -15,10 +15,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from contrastive_tf.data import to_unit_range
 from contrastive_tf.errors import UsageError
-from contrastive_tf.model import to_unit_range
-
-METADATA_FILE = "model_card.json"
+from contrastive_tf.run_folder import METADATA_FILE
 
 
 def _replace_directory(staged: pathlib.Path, target: pathlib.Path) -> None:
@@ -36,7 +35,9 @@ def check_export_target(export_dir: str | os.PathLike, overwrite: bool) -> pathl
     """The absolute export path; raises UsageError if it exists and `overwrite` is False."""
     target = pathlib.Path(export_dir).expanduser().resolve()
     if target.exists() and not overwrite:
-        raise UsageError(f"export directory {target} already exists; pass --overwrite to replace it, or choose another")
+        raise UsageError(
+            f"export directory {target} already exists; set overwrite (--overwrite) to replace it, or choose another"
+        )
     return target
 
 

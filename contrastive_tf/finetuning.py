@@ -10,13 +10,11 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive_tf.augmentation import RandomHorizontalFlip, RandomResizedCrop
-from contrastive_tf.data import Split
+from contrastive_tf.data import Split, to_unit_range
 from contrastive_tf.evaluation import split_labels, top1_accuracy
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.model import to_unit_range
 
 # What `experiments.finetune` saves and `experiments.distill` loads as its teacher.
-CLASSIFIER_FILE = "classifier.keras"
 
 
 def light_augmentation(channels: int, seed: int = 0) -> keras.Sequential:

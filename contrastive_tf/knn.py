@@ -17,14 +17,19 @@ import tensorflow as tf
 from contrastive_tf.data import Split
 from contrastive_tf.evaluation import extract_features, stratified_sample, top1_accuracy
 
+# The protocol of Wu et al. 2018 that SSL papers report kNN accuracy with.
+KNN_K = 200
+KNN_TEMPERATURE = 0.1
+KNN_PROTOCOL = f"weighted kNN, k={KNN_K}, temperature {KNN_TEMPERATURE}, cosine similarity"
+
 
 def knn_scores(
     train_features: np.ndarray,
     train_labels: np.ndarray,
     test_features: np.ndarray,
     num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
+    k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE,
     batch_size: int = 256,
 ) -> np.ndarray:
     """The class votes [num_test, num_classes] of every test image; argmax is the prediction.

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from contrastive_tf.model import to_unit_range
+from contrastive_tf.data import to_unit_range
 
 
 def _show(axis, image: np.ndarray) -> None:

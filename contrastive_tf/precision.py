@@ -72,10 +72,12 @@ def resolve_precision(precision: str, strategy: tf.distribute.Strategy | None = 
     return fastest_precision(strategy) if precision == "auto" else precision
 
 
-def resolve_jit_compile(jit_compile: str | bool, strategy: tf.distribute.Strategy | None = None) -> bool:
-    """`jit_compile` as a bool, the fastest setting for "auto"; UsageError if unknown."""
+def resolve_jit_compile(jit_compile: str | bool | None, strategy: tf.distribute.Strategy | None = None) -> bool:
+    """`jit_compile` as a bool, the fastest setting for None or "auto"; UsageError if unknown."""
     if isinstance(jit_compile, bool):
         return jit_compile
+    if jit_compile is None:
+        return fastest_jit_compile(strategy)
     if jit_compile not in JIT_COMPILE:
         raise UsageError(f"unknown jit_compile {jit_compile!r}; choose one of {', '.join(JIT_COMPILE)}")
     return fastest_jit_compile(strategy) if jit_compile == "auto" else jit_compile == "true"

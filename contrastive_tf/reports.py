@@ -16,6 +16,7 @@ import numpy as np
 from contrastive_tf.checkpoints import write_atomically
 from contrastive_tf.evaluation import top1_accuracy
 from contrastive_tf.plots import plot_confusion_matrix, plot_embedding, plot_training_curves
+from contrastive_tf.run_folder import CONFUSION_FIGURE, CURVES_FIGURE, EMBEDDING_FIGURE, RESULTS_FILE
 
 _PACKAGES = ("contrastive_tf", "tensorflow", "keras", "tensorflow-datasets", "numpy")
 
@@ -73,7 +74,7 @@ def provenance() -> dict:
 
 def write_results(output_dir: str | os.PathLike, results: dict) -> pathlib.Path:
     """Writes `results` plus `provenance()` to `output_dir/results.json`, atomically."""
-    path = pathlib.Path(output_dir) / "results.json"
+    path = pathlib.Path(output_dir) / RESULTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({**results, **provenance()}, indent=2, default=str)
     write_atomically(path, lambda staged: staged.write_text(text))
@@ -95,11 +96,11 @@ def report_classification(
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = classification_report(labels, scores, list(class_names))
-    figures = {"confusion_matrix": output_dir / "confusion_matrix.png", "embedding": output_dir / "embedding.png"}
+    figures = {"confusion_matrix": output_dir / CONFUSION_FIGURE, "embedding": output_dir / EMBEDDING_FIGURE}
     plot_confusion_matrix(np.array(report["confusion_matrix"]), class_names, figures["confusion_matrix"])
     plot_embedding(test_features, labels, class_names, figures["embedding"])
     if history:
-        figures["training_curves"] = output_dir / "training_curves.png"
+        figures["training_curves"] = output_dir / CURVES_FIGURE
         plot_training_curves(history, figures["training_curves"])
     results = {**inputs, **report, "figures": {name: str(path) for name, path in figures.items()}}
     write_results(output_dir, results)

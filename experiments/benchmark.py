@@ -25,23 +25,40 @@ import tensorflow as tf
 from absl import flags
 
 import contrastive_tf
-from contrastive_tf import benchmarks
 from contrastive_tf.precision import JIT_COMPILE, PRECISIONS, resolve_jit_compile, resolve_precision
-from experiments import cli
+from experiments import benchmarks, cli
 
 ENCODER_SHAPES = {"small_cnn": (28, 28, 1), "resnet18": (32, 32, 3)}
 
-flags.DEFINE_string("json", None, "Also write the rows as a JSON list to this path.")
-flags.DEFINE_list("encoders", list(ENCODER_SHAPES), f"Encoders to time: {', '.join(ENCODER_SHAPES)}.")
-flags.DEFINE_list(
-    "precisions", ["float32", "mixed_bfloat16"], f"Keras dtype policies to time: {', '.join(PRECISIONS)}."
-)
-flags.DEFINE_list(
-    "jit_compile", ["auto"], f"XLA settings to time: {', '.join(JIT_COMPILE)} (auto: on for GPUs and TPUs)."
-)
-flags.DEFINE_integer("batch_size", 256, "Images per train step (each gives two views).")
-flags.DEFINE_integer("steps", 10, "Timed train steps per row, after 3 warm-up steps.")
-flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmuls that measure the peak FLOP/s.")
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    """Declares the benchmark's flags in `flag_values` (`cli.run` and the CLI reference call it)."""
+    flags.DEFINE_string("json", None, "Also write the rows as a JSON list to this path.", flag_values=flag_values)
+    flags.DEFINE_list(
+        "encoders",
+        list(ENCODER_SHAPES),
+        f"Encoders to time: {', '.join(ENCODER_SHAPES)}.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "precisions",
+        ["float32", "mixed_bfloat16"],
+        f"Keras dtype policies to time: {', '.join(PRECISIONS)}.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "jit_compile",
+        ["auto"],
+        f"XLA settings to time: {', '.join(JIT_COMPILE)} (auto: on for GPUs and TPUs).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer("batch_size", 256, "Images per train step (each gives two views).", flag_values=flag_values)
+    flags.DEFINE_integer("steps", 10, "Timed train steps per row, after 3 warm-up steps.", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "matmul_size", 4096, "Side of the square matmuls that measure the peak FLOP/s.", flag_values=flag_values
+    )
+
+
 FLAGS = flags.FLAGS
 
 
@@ -54,9 +71,10 @@ def _table(rows: list[benchmarks.Measurement]) -> str:
     for row in rows:
         mfu = f"{row.mfu:.1%}" if row.mfu is not None else "-"
         gflops = f"{row.training_gflops_per_image:.3f}" if row.training_gflops_per_image is not None else "-"
+        rss = f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-"  # None: no `resource` (Windows)
         lines.append(
             f"{row.name:<29}{row.encoder:<11}{row.image_size:>4}{row.batch_size:>7}  {row.precision:<15}"
-            f"{str(row.jit_compile).lower():<6}{row.images_per_second:>10.1f}{mfu:>8}{gflops:>11}{row.peak_rss_mb:>9.0f}"
+            f"{str(row.jit_compile).lower():<6}{row.images_per_second:>10.1f}{mfu:>8}{gflops:>11}{rss:>9}"
         )
     return "\n".join(lines)
 
@@ -135,4 +153,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

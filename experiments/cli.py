@@ -1,10 +1,19 @@
-"""What every entry point shares: absl start-up, usage errors as one line + exit 2, and a
-full disk or a lost worker as one line + exit 1."""
+"""What every entry point shares: flags made from a config's fields, absl start-up, usage
+errors as one line + exit 2, and a full disk or a lost worker as one line + exit 1.
+
+An entry point has `define_flags(flag_values)`, which declares its flags, and
+`main(argv)`, which reads them from `flags.FLAGS`; `run(main, define_flags)` starts it.
+Declaring flags in a function, not at import, lets the docs' CLI reference and the tests
+read every entry point's flags in one process.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import sys
+import types
+import typing
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -55,8 +64,60 @@ def _environment_failure(error: Exception) -> str | None:
     return f"no room to write ({reason}); free some disk space and rerun the same command"
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-    """Runs `main` under absl; a UsageError from the library becomes a one-line exit 2."""
+# bool | None settings: None means "let the library decide".
+_TRI_STATE = {"auto": None, "true": True, "false": False}
+
+
+def _flag_kind(annotation) -> type:
+    """The type a config field's flag parses: int, float, str or bool (Optional stripped)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        (annotation,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return annotation
+
+
+def define_config_flags(config_class: type, flag_values: flags.FlagValues) -> None:
+    """One flag per field of the dataclass `config_class`, with the field's default, help
+    text and choices (see `contrastive_tf.config.setting`)."""
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        name, default, kind = field.name, field.default, _flag_kind(hints[field.name])
+        help_text, choices = field.metadata["help"], field.metadata["choices"]
+        optional = type(None) in typing.get_args(hints[name])
+        if kind is bool and optional:
+            default = next(key for key, value in _TRI_STATE.items() if value is default)
+            flags.DEFINE_enum(name, default, tuple(_TRI_STATE), help_text, flag_values=flag_values)
+        elif kind is bool:
+            flags.DEFINE_boolean(name, default, help_text, flag_values=flag_values)
+        elif choices:
+            flags.DEFINE_enum(name, default, choices, help_text, flag_values=flag_values)
+        elif kind is int:
+            flags.DEFINE_integer(name, default, help_text, flag_values=flag_values)
+        elif kind is float:
+            flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
+
+
+def config_from_flags(config_class: type, flag_values: flags.FlagValues = flags.FLAGS):
+    """The `config_class` instance the parsed flags of `define_config_flags` describe."""
+    values = {field.name: flag_values[field.name].value for field in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    for name, value in values.items():
+        if _flag_kind(hints[name]) is bool and isinstance(value, str):
+            values[name] = _TRI_STATE[value]
+    return config_class(**values)
+
+
+# The `define_flags` functions already applied to flags.FLAGS in this process.
+_DEFINED: set[Callable] = set()
+
+
+def run(main: Callable[[list[str]], None], define_flags: Callable[[flags.FlagValues], None]) -> None:
+    """Declares the entry point's flags and runs `main` under absl; a UsageError from the
+    library becomes a one-line exit 2."""
+    if define_flags not in _DEFINED:
+        define_flags(flags.FLAGS)
+        _DEFINED.add(define_flags)
 
     def guarded(argv: list[str]) -> None:
         # SavedModel writing logs every asset at INFO level; keep the console for progress.

@@ -22,21 +22,45 @@ from contrastive_tf.distillation import Distiller
 from contrastive_tf.encoders import ENCODERS, build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features, labelled_data
-from contrastive_tf.finetuning import CLASSIFIER_FILE, Classifier, labelled_batches, light_augmentation, predict_scores
+from contrastive_tf.finetuning import Classifier, labelled_batches, light_augmentation, predict_scores
 from contrastive_tf.optimizers import warmup_cosine
 from contrastive_tf.reports import report_classification
+from contrastive_tf.run_folder import CLASSIFIER_FILE, RESULTS_FILE, STUDENT_FILE
 from experiments import cli, eval_common
 
-flags.DEFINE_string("teacher_path", "runs/finetune", "The teacher: a finetune --output_dir, or its classifier.keras.")
-flags.DEFINE_enum(
-    "student_encoder", "same", ("same", *ENCODERS), "The student's encoder; same: the teacher's architecture."
-)
-flags.DEFINE_float("student_width", 1.0, "Width multiplier of a --student_encoder other than 'same'.")
-flags.DEFINE_float("temperature", 1.0, "Softmax temperature of the teacher's and the student's probabilities.")
-flags.DEFINE_string("output_dir", "runs/distill", "Where results.json, the figures and student.keras go.")
-flags.DEFINE_integer("epochs", 10, "Epochs over the training images.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (cosine decay to 0).")
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    eval_common.define_data_flags(flag_values)
+    flags.DEFINE_string(
+        "teacher_path",
+        "runs/finetune",
+        "The teacher: a finetune --output_dir, or its classifier.keras.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "student_encoder",
+        "same",
+        ("same", *ENCODERS),
+        "The student's encoder; same: the teacher's architecture.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "student_width", 1.0, "Width multiplier of a --student_encoder other than 'same'.", flag_values=flag_values
+    )
+    flags.DEFINE_float(
+        "temperature",
+        1.0,
+        "Softmax temperature of the teacher's and the student's probabilities.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "output_dir", "runs/distill", "Where results.json, the figures and student.keras go.", flag_values=flag_values
+    )
+    flags.DEFINE_integer("epochs", 10, "Epochs over the training images.", flag_values=flag_values)
+    flags.DEFINE_integer("batch_size", 128, "Batch size.", flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (cosine decay to 0).", flag_values=flag_values)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -47,7 +71,7 @@ def load_teacher(path: str) -> tuple[Classifier, dict]:
     if not model_file.exists():
         raise UsageError(f"no teacher at {path}; run experiments.finetune first and pass its --output_dir")
     teacher = keras.saving.load_model(model_file, safe_mode=True)
-    results_file = model_file.parent / "results.json"
+    results_file = model_file.parent / RESULTS_FILE
     return teacher, json.loads(results_file.read_text()) if results_file.exists() else {}
 
 
@@ -86,9 +110,9 @@ def main(argv: list[str]) -> None:
     results = report_classification(
         FLAGS.output_dir, inputs, test_labels, scores, test_features, data.class_names, fitted.history
     )
-    write_atomically(pathlib.Path(FLAGS.output_dir) / "student.keras", student.save)
+    write_atomically(pathlib.Path(FLAGS.output_dir) / STUDENT_FILE, student.save)
     eval_common.print_summary(results, FLAGS.output_dir)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -8,27 +8,39 @@ from absl import flags
 
 from contrastive_tf.data import ImageData
 from contrastive_tf.evaluation import extract_features, labelled_data, labelled_subset
-from contrastive_tf.pretrained import Pretrained, load_pretrained
+from contrastive_tf.run_folder import Pretrained, load_pretrained
 
-flags.DEFINE_string(
-    "dataset",
-    "sample",
-    "Labelled data with a test split: 'sample', a TFDS name, a Keras-layout .npz, or an image folder "
-    "with train/ and test/.",
-)
-flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-flags.DEFINE_integer("seed", 0, "Random seed (the labelled subset, initial weights).")
+
+def define_data_flags(flag_values: flags.FlagValues) -> None:
+    """--dataset, --data_dir and --seed: the labelled data every evaluation reads."""
+    flags.DEFINE_string(
+        "dataset",
+        "sample",
+        "Labelled data with a test split: 'sample', a TFDS name, a Keras-layout .npz, or an image folder "
+        "with train/ and test/.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string("data_dir", None, "TFDS data directory.", flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "Random seed (the labelled subset, initial weights).", flag_values=flag_values)
+
+
 FLAGS = flags.FLAGS
 
 
-def define_encoder_flags() -> None:
+def define_encoder_flags(flag_values: flags.FlagValues) -> None:
     """--encoder_path and --label_fraction, for the entry points that evaluate a
     pretrained encoder on some of the labels."""
     flags.DEFINE_string(
-        "encoder_path", "runs/simclr", "The encoder: a pretraining --model_dir, its export directory, or a .keras file."
+        "encoder_path",
+        "runs/simclr",
+        "The encoder: a pretraining --model_dir, its export directory, or a .keras file.",
+        flag_values=flag_values,
     )
     flags.DEFINE_float(
-        "label_fraction", 1.0, "Use this fraction of the training labels, the same share of every class."
+        "label_fraction",
+        1.0,
+        "Use this fraction of the training labels, the same share of every class.",
+        flag_values=flag_values,
     )
 
 

@@ -18,20 +18,36 @@ from absl import flags
 from contrastive_tf.checkpoints import write_atomically
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features
-from contrastive_tf.finetuning import CLASSIFIER_FILE, Classifier, fine_tune, light_augmentation
+from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.reports import report_classification
+from contrastive_tf.run_folder import CLASSIFIER_FILE, MODEL_FILE
 from experiments import cli, eval_common
 
-flags.DEFINE_string("output_dir", "runs/finetune", "Where results.json, the figures and classifier.keras go.")
-flags.DEFINE_integer("epochs", 30, "Training epochs over the labelled subset.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (cosine decay to 0).")
-flags.DEFINE_integer(
-    "head_layers", 0, "Keep this many projection-head layers below the classifier (SimCLRv2 fine-tunes from 1)."
-)
-flags.DEFINE_boolean("from_scratch", False, "Train the same architecture from random weights: the baseline.")
-eval_common.define_encoder_flags()
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    eval_common.define_data_flags(flag_values)
+    flags.DEFINE_string(
+        "output_dir",
+        "runs/finetune",
+        "Where results.json, the figures and classifier.keras go.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer("epochs", 30, "Training epochs over the labelled subset.", flag_values=flag_values)
+    flags.DEFINE_integer("batch_size", 64, "Batch size.", flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (cosine decay to 0).", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "head_layers",
+        0,
+        "Keep this many projection-head layers below the classifier (SimCLRv2 fine-tunes from 1).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_boolean(
+        "from_scratch", False, "Train the same architecture from random weights: the baseline.", flag_values=flag_values
+    )
+    eval_common.define_encoder_flags(flag_values)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -40,7 +56,7 @@ def build_classifier(pretrained, num_classes: int) -> Classifier:
     them with `--from_scratch`."""
     if pretrained.model is None:
         raise UsageError(
-            "fine-tuning needs the whole trainable model: pass the pretraining --model_dir (with simclr.keras), "
+            f"fine-tuning needs the whole trainable model: pass the pretraining --model_dir (with {MODEL_FILE}), "
             "not its export, whose batch norm is frozen"
         )
     encoder, head = pretrained.model.encoder, pretrained.model.projection_head
@@ -74,4 +90,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

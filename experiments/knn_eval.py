@@ -1,4 +1,4 @@
-"""Weighted kNN on a frozen encoder's L2-normalised features (k=200, temperature 0.1:
+"""Weighted kNN on a frozen encoder's L2-normalised features (by default k=200, temperature 0.1:
 the protocol of the PyTorch self-supervised benchmarks). No training, so it is quick.
 
 python -m experiments.knn_eval --encoder_path=runs/simclr --dataset=sample
@@ -11,14 +11,26 @@ from __future__ import annotations
 
 from absl import flags
 
-from contrastive_tf.knn import knn_scores
+from contrastive_tf.knn import KNN_K, KNN_TEMPERATURE, knn_scores
 from contrastive_tf.reports import report_classification
 from experiments import cli, eval_common
 
-flags.DEFINE_string("output_dir", "runs/knn_eval", "Where results.json and the figures go.")
-flags.DEFINE_integer("k", 200, "Neighbours that vote.")
-flags.DEFINE_float("temperature", 0.1, "A neighbour with cosine similarity s votes with weight exp(s / temperature).")
-eval_common.define_encoder_flags()
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    eval_common.define_data_flags(flag_values)
+    flags.DEFINE_string(
+        "output_dir", "runs/knn_eval", "Where results.json and the figures go.", flag_values=flag_values
+    )
+    flags.DEFINE_integer("k", KNN_K, "Neighbours that vote.", flag_values=flag_values)
+    flags.DEFINE_float(
+        "temperature",
+        KNN_TEMPERATURE,
+        "A neighbour with cosine similarity s votes with weight exp(s / temperature).",
+        flag_values=flag_values,
+    )
+    eval_common.define_encoder_flags(flag_values)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -32,4 +44,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -16,10 +16,17 @@ from contrastive_tf.evaluation import linear_probe
 from contrastive_tf.reports import report_classification
 from experiments import cli, eval_common
 
-flags.DEFINE_string("output_dir", "runs/linear_eval", "Where results.json and the figures go.")
-flags.DEFINE_integer("epochs", 40, "Epochs of the logistic regression.")
-flags.DEFINE_float("l2", 1e-4, "L2 penalty on the weights.")
-eval_common.define_encoder_flags()
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    eval_common.define_data_flags(flag_values)
+    flags.DEFINE_string(
+        "output_dir", "runs/linear_eval", "Where results.json and the figures go.", flag_values=flag_values
+    )
+    flags.DEFINE_integer("epochs", 40, "Epochs of the logistic regression.", flag_values=flag_values)
+    flags.DEFINE_float("l2", 1e-4, "L2 penalty on the weights.", flag_values=flag_values)
+    eval_common.define_encoder_flags(flag_values)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -36,4 +43,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -21,13 +21,14 @@ import numpy as np
 from absl import flags
 
 from contrastive_tf.checkpoints import latest_step
+from contrastive_tf.config import PretrainConfig
 from contrastive_tf.evaluation import extract_features, labelled_data, labelled_subset, linear_probe, stratified_indices
 from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
-from contrastive_tf.knn import knn_accuracy
-from contrastive_tf.methods import METHODS
-from contrastive_tf.pretrained import load_pretrained
-from contrastive_tf.pretraining import PretrainConfig, pretrain
+from contrastive_tf.knn import KNN_K, knn_accuracy
+from contrastive_tf.methods import METHODS, setting_names
+from contrastive_tf.pretraining import pretrain
 from contrastive_tf.reports import write_results
+from contrastive_tf.run_folder import CHECKPOINTS_DIR, load_pretrained
 from experiments import cli
 
 # What fits the time budget on 2 CPU cores (see the README).
@@ -40,16 +41,32 @@ RECIPES = {
 # BYOL uses 0.99 for its shorter schedules; 0.996 is for 1,000 epochs.
 METHOD_SETTINGS = {"byol": dict(target_momentum=0.99)}
 
-flags.DEFINE_list("datasets", ["mnist", "cifar10"], "Which rows to make: mnist, cifar10.")
-flags.DEFINE_list("methods", ["simclr"], f"Pretraining methods, a row group each: {', '.join(METHODS)}.")
-flags.DEFINE_string("mnist", "mnist", "MNIST: the TFDS name or a Keras-layout .npz.")
-flags.DEFINE_string("cifar10", "cifar10", "CIFAR-10: the TFDS name or an image folder with train/ and test/.")
-flags.DEFINE_integer("mnist_epochs", 6, "Pretraining epochs on MNIST.")
-flags.DEFINE_integer("cifar10_epochs", 12, "Pretraining epochs on CIFAR-10.")
-flags.DEFINE_list("label_fractions", ["0.01", "0.1"], "Label fractions for fine-tuning and the baselines.")
-flags.DEFINE_integer("finetune_epochs", 30, "Fine-tuning (and from-scratch) epochs.")
-flags.DEFINE_string("output_dir", "runs/quality", "Pretraining runs, results.json.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    flags.DEFINE_list("datasets", ["mnist", "cifar10"], "Which rows to make: mnist, cifar10.", flag_values=flag_values)
+    flags.DEFINE_list(
+        "methods", ["simclr"], f"Pretraining methods, a row group each: {', '.join(METHODS)}.", flag_values=flag_values
+    )
+    flags.DEFINE_string("mnist", "mnist", "MNIST: the TFDS name or a Keras-layout .npz.", flag_values=flag_values)
+    flags.DEFINE_string(
+        "cifar10",
+        "cifar10",
+        "CIFAR-10: the TFDS name or an image folder with train/ and test/.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer("mnist_epochs", 6, "Pretraining epochs on MNIST.", flag_values=flag_values)
+    flags.DEFINE_integer("cifar10_epochs", 12, "Pretraining epochs on CIFAR-10.", flag_values=flag_values)
+    flags.DEFINE_list(
+        "label_fractions",
+        ["0.01", "0.1"],
+        "Label fractions for fine-tuning and the baselines.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer("finetune_epochs", 30, "Fine-tuning (and from-scratch) epochs.", flag_values=flag_values)
+    flags.DEFINE_string("output_dir", "runs/quality", "Pretraining runs, results.json.", flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=flag_values)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -98,9 +115,10 @@ def quality_rows(
     """The rows of one data set and method, and its pretraining time in minutes;
     `baselines` holds (or is given) the data set's baselines."""
     model_dir = pathlib.Path(FLAGS.output_dir) / name / method
-    if latest_step(model_dir / "checkpoints"):
+    if latest_step(model_dir / CHECKPOINTS_DIR):
         # Resuming would report the time of what was left, not of the pretraining.
         cli.fail(f"{model_dir} holds an earlier pretraining run; pass a new --output_dir")
+    other_methods_settings = setting_names() - set(METHODS[method].settings())
     config = PretrainConfig(
         dataset=source,
         method=method,
@@ -109,7 +127,8 @@ def quality_rows(
         model_dir=str(model_dir),
         overwrite=True,
         verbose=2,
-        **RECIPES[name],
+        # A recipe's method settings go to the methods that have them.
+        **{key: value for key, value in RECIPES[name].items() if key not in other_methods_settings},
         **METHOD_SETTINGS.get(method, {}),
     )
     start = time.perf_counter()
@@ -134,7 +153,11 @@ def quality_rows(
     rows = [
         Row(name, method, "linear probe", "100%", probe("learned"), probe("random")),
         Row(
-            name, method, "kNN (k=200)", "100%", *(knn_accuracy(*features[kind], data.num_classes) for kind in features)
+            name,
+            method,
+            f"kNN (k={KNN_K})",
+            "100%",
+            *(knn_accuracy(*features[kind], data.num_classes) for kind in features),
         ),
     ]
     labels = features["learned"][0][1]
@@ -186,4 +209,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

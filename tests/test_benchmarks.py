@@ -8,8 +8,9 @@ import keras
 import pytest
 
 from conftest import ROOT
-from contrastive_tf.benchmarks import forward_flops
-from contrastive_tf.encoders import build_encoder
+from contrastive_tf import build_encoder
+from experiments import benchmarks
+from experiments.benchmarks import forward_flops
 
 
 def test_forward_flops_counts_convolutions_and_dense_layers():
@@ -26,6 +27,11 @@ def test_resnet18_cifar_forward_is_about_half_a_gigamac():
     # The published figure for ResNet-18 on 32x32 CIFAR images is ~0.56 GMACs per image.
     macs = forward_flops(build_encoder("resnet18", (32, 32, 3))) / 2
     assert macs == pytest.approx(0.556e9, rel=0.02)
+
+
+def test_peak_memory_is_absent_where_there_is_no_resource_module(monkeypatch):
+    monkeypatch.setattr(benchmarks, "resource", None)  # as on Windows
+    assert benchmarks.peak_rss_mb() is None
 
 
 @pytest.mark.slow

@@ -12,8 +12,7 @@ from contrastive_tf.checkpoints import INDEX, TrainingCheckpoint, latest_step, r
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.methods import contrastive_model
-from contrastive_tf.model import SimCLR
+from contrastive_tf.methods import SimCLR, contrastive_model
 
 IMAGES = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
 

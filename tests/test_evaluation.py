@@ -14,6 +14,7 @@ from contrastive_tf.evaluation import labelled_data, labelled_subset, split_labe
 from contrastive_tf.knn import KnnMonitor, knn_scores
 from contrastive_tf.plots import pca_2d
 from contrastive_tf.reports import classification_report, report_classification
+from contrastive_tf.run_folder import load_pretrained
 
 
 @pytest.mark.parametrize("num_classes", [3, 12])
@@ -139,3 +140,14 @@ def test_results_and_figures_are_written_and_well_formed(tmp_path):
     for name in ("confusion_matrix", "embedding", "training_curves"):
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and results["figures"][name].endswith(f"{name}.png")
+
+
+def test_evaluation_inputs_that_cannot_work_are_one_line_usage_errors(mnist_subset, tmp_path):
+    with pytest.raises(UsageError, match="encoder path /no/such/run does not exist"):
+        load_pretrained("/no/such/run")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(UsageError, match="holds no encoder"):
+        load_pretrained(tmp_path / "notes.txt")
+    data = load_data(str(mnist_subset))
+    with pytest.raises(UsageError, match=r"label_fraction must be in \(0, 1\]"):
+        labelled_subset(data, 0.0)

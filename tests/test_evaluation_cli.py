@@ -84,6 +84,7 @@ def test_finetune_from_scratch_and_distill(pretrained_run, mnist_subset, tmp_pat
     assert results["num_train"] == 4000 and results["encoder"] == "small_cnn_w0.25" and results["top1_accuracy"] > 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "entry_point, flags, message",
     [

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contrastive_tf.data import to_unit_range
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.export import export_encoder
-from contrastive_tf.model import to_unit_range
 from contrastive_tf.precision import global_precision
 
 # Runs in a fresh interpreter that never imports contrastive_tf.
@@ -62,7 +62,7 @@ def test_existing_export_is_refused_without_overwrite(encoder, tmp_path):
     target = tmp_path / "export"
     target.mkdir()
     (target / "keep.txt").write_text("precious")
-    with pytest.raises(UsageError, match="already exists; pass --overwrite"):
+    with pytest.raises(UsageError, match="already exists; set overwrite"):
         export_encoder(encoder, target, (28, 28, 1))
     assert (target / "keep.txt").read_text() == "precious"
 

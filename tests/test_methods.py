@@ -10,17 +10,18 @@ import tensorflow as tf
 from test_more_losses import numpy_supcon
 
 from contrastive_tf.augmentation import SimCLRAugment
-from contrastive_tf.data import ImageData, Split, load_data
+from contrastive_tf.config import PretrainConfig
+from contrastive_tf.data import load_data
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features, linear_probe
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.methods import METHODS, contrastive_model
-from contrastive_tf.moco import KeyQueue
-from contrastive_tf.momentum import MomentumNetwork, byol_momentum
+from contrastive_tf.methods.moco import KeyQueue
+from contrastive_tf.methods.momentum import MomentumNetwork, byol_momentum
 from contrastive_tf.precision import global_precision
-from contrastive_tf.pretrained import load_pretrained
-from contrastive_tf.pretraining import PretrainConfig, build_model
+from contrastive_tf.pretraining import prepare
+from contrastive_tf.run_folder import load_pretrained
 
 SHAPE = (28, 28, 1)
 
@@ -31,7 +32,9 @@ def _images(count=16, seed=0):
 
 def _model(method, augmenter=None, **kwargs):
     encoder = build_encoder("small_cnn", SHAPE, width=0.25)
-    kwargs = {"projection_dim": 16, "queue_size": 64, "temperature": 0.5, **kwargs}
+    settings = {"projection_dim": 16, "queue_size": 64, "temperature": 0.5}
+    own = METHODS[method].settings() if method in METHODS else {}
+    kwargs = {**{name: value for name, value in settings.items() if name in own}, **kwargs}
     return contrastive_model(method, encoder, augmenter or keras.layers.Identity(), **kwargs)
 
 
@@ -97,7 +100,7 @@ def test_byol_momentum_rises_from_its_base_to_one_along_a_cosine():
 def test_byol_step_moves_the_target_by_the_scheduled_momentum(replicas, mirrored):
     strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
     with strategy.scope():
-        model = _model("byol", momentum=0.9, total_steps=4)
+        model = _model("byol", target_momentum=0.9, total_steps=4)
         model.compile(optimizer=keras.optimizers.SGD(0.5))
     target_before = [np.asarray(weight) for weight in model.target_network.weights]
     model.fit(tf.data.Dataset.from_tensors(_images()), epochs=1, verbose=0)
@@ -119,7 +122,7 @@ def test_moco_queue_holds_the_keys_of_each_global_batch_in_order(replicas, mirro
     batches = [_images(16, seed) for seed in range(3)]
     with strategy.scope():
         # Momentum 1 keeps the key network at its first weights, so the keys are known.
-        model = _model("moco", momentum=1.0, queue_size=56, bn_groups=1)
+        model = _model("moco", target_momentum=1.0, queue_size=56, bn_groups=1)
         model.compile(optimizer=keras.optimizers.SGD(0.1))
     initial = np.asarray(model.queue.negatives())
     model.fit(tf.data.Dataset.from_tensor_slices(np.stack(batches)), epochs=1, verbose=0)
@@ -183,10 +186,18 @@ def test_methods_refuse_arguments_that_cannot_work():
         _model("swav")
     with pytest.raises(UsageError, match="simsiam compares two views, got num_views=4"):
         _model("simsiam", num_views=4)
-    flat = Split(tf.data.Dataset.from_tensor_slices((_images(), np.full(16, -1))), 16)
-    unlabelled = ImageData("photos/", SHAPE, flat)
-    with pytest.raises(UsageError, match="--method=supcon learns from labels"):
-        build_model(PretrainConfig(method="supcon"), unlabelled, steps_per_epoch=1)
+    with pytest.raises(UsageError, match="byol has no setting temperature"):
+        _model("byol", temperature=0.5)
+
+
+def test_supcon_refuses_unlabelled_data(tmp_path):
+    np.savez(tmp_path / "photos.npz", x_train=_images())
+    config = PretrainConfig(
+        dataset=str(tmp_path / "photos.npz"), method="supcon", batch_size=8,
+        model_dir=str(tmp_path)
+    )
+    with pytest.raises(UsageError, match="method supcon learns from labels"):
+        prepare(config)
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +215,7 @@ def mnist_probe(mnist_subset):
 
 
 # BYOL's target barely moves in 150 steps at the paper's 0.996.
-SHORT_RUN = {"moco": {"momentum": 0.99}, "byol": {"momentum": 0.9}}
+SHORT_RUN = {"moco": {"target_momentum": 0.99}, "byol": {"target_momentum": 0.9}}
 
 
 @pytest.mark.slow
@@ -217,9 +228,8 @@ def test_a_short_mnist_run_beats_random_weights(method, mnist_probe):
             method,
             build_encoder("small_cnn", SHAPE, width=0.5),
             SimCLRAugment(crop_scale=(0.2, 1.0), seed=0),
-            temperature=0.2,
-            queue_size=1024,
             total_steps=150,
+            **{"queue_size": 1024} if method == "moco" else {},
             **SHORT_RUN.get(method, {}),
         )
         model.compile(optimizer=keras.optimizers.Adam(2e-3))

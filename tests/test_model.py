@@ -8,7 +8,7 @@ import tensorflow as tf
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.model import SimCLR
+from contrastive_tf.methods import SimCLR
 from contrastive_tf.precision import global_precision
 
 

@@ -86,7 +86,7 @@ def _losses(model_dir):
 def _weights(model_dir):
     import keras
 
-    model = keras.saving.load_model(model_dir / "simclr.keras", safe_mode=True)
+    model = keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
     return [w.numpy() for w in model.weights]
 
 
@@ -106,7 +106,7 @@ def two_worker_run(digits, tmp_path_factory):
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(two_worker_run, digits, tmp_path):
     chief_dir, worker_dir, [(_, chief_out, _), (_, worker_out, _)] = two_worker_run
     assert "SavedModel:" in chief_out and "SavedModel:" not in worker_out
-    for name in ("export/saved_model.pb", "simclr.keras", "history.csv", "checkpoints/checkpoint.json"):
+    for name in ("export/saved_model.pb", "model.keras", "history.csv", "checkpoints/checkpoint.json"):
         assert (chief_dir / name).exists(), name
     assert not worker_dir.exists() or not any(worker_dir.iterdir()), list(worker_dir.rglob("*"))
 

@@ -33,7 +33,7 @@ def test_short_mnist_run_beats_random_weights_and_exports(pretrained_run):
     assert os.path.exists(os.path.join(export, "saved_model.pb"))
     metadata = json.loads(open(os.path.join(export, "model_card.json")).read())
     assert metadata["linear_probe_top1"] == pytest.approx(learned / 100, abs=1e-4)
-    for name in ("views.png", "training_curves.png", "simclr.keras", "history.csv"):
+    for name in ("views.png", "training_curves.png", "model.keras", "history.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert any((tmp_path / "logs" / "train").iterdir())  # TensorBoard events
 
@@ -41,7 +41,7 @@ def test_short_mnist_run_beats_random_weights_and_exports(pretrained_run):
 def _weights(model_dir):
     import keras
 
-    model = keras.saving.load_model(model_dir / "simclr.keras", safe_mode=True)
+    model = keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
     return [w.numpy() for w in model.weights]
 
 

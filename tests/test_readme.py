@@ -1,23 +1,25 @@
-"""The README stays true: its Python blocks run, and its commands and flag table match
-the real flags of `experiments.pretrain`."""
+"""The README and the pages in docs/ stay true: their Python blocks run, and every flag
+their `python -m experiments.*` commands use is a real flag of that command."""
 
 import re
-import subprocess
-import sys
-from xml.etree import ElementTree
 
 import numpy as np
-import pytest
 
 from conftest import ROOT
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.export import export_encoder
+from experiments import cli_reference
 
 README = (ROOT / "README.md").read_text()
+# docs/cli.md is generated from the flags themselves, so its commands need no check here.
+GENERATED = ("cli.md",)
+PAGES = {"README.md": README} | {
+    f"docs/{page.name}": page.read_text() for page in sorted((ROOT / "docs").glob("*.md")) if page.name not in GENERATED
+}
 
 
-def _python_block(heading: str) -> str:
-    return re.search(rf"{re.escape(heading)}.*?```python\n(.*?)```", README, re.S).group(1)
+def _python_block(heading: str, page: str = "README.md") -> str:
+    return re.search(rf"{re.escape(heading)}.*?```python\n(.*?)```", PAGES[page], re.S).group(1)
 
 
 def test_python_quickstart_runs():
@@ -26,75 +28,63 @@ def test_python_quickstart_runs():
     assert tuple(namespace["h"].shape) == (8, 256)
 
 
+def test_methods_example_runs():
+    namespace: dict = {}
+    exec(compile(_python_block("## Methods", "docs/methods.md"), "docs/methods.md", "exec"), namespace)
+    assert namespace["model"].optimizer.iterations.numpy() > 0
+
+
 def test_loading_the_export_runs(tmp_path):
     export_dir = export_encoder(build_encoder("small_cnn", (28, 28, 1), 0.25), tmp_path / "export", (28, 28, 1))
-    code = _python_block("## Using the export in another app").replace("runs/simclr/export", str(export_dir))
+    code = _python_block("## Using the export in another app", "docs/export.md")
+    code = code.replace("runs/simclr/export", str(export_dir))
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/export.md", "exec"), namespace)
     assert namespace["h"].shape == (4, 64)
     np.testing.assert_allclose(namespace["h"], namespace["h_again"], rtol=1e-6)
 
 
-ENTRY_POINTS = ("pretrain", "benchmark", "linear_eval", "knn_eval", "finetune", "distill", "quality")
-# Flags the evaluation entry points share, defined in experiments/eval_common.py.
-SHARED = "eval_common"
+# The (page, heading) of every Python block the tests above run.
+TESTED_BLOCKS = (
+    ("README.md", "### Python"),
+    ("docs/methods.md", "## Methods"),
+    ("docs/export.md", "## Using the export in another app"),
+)
 
 
-@pytest.fixture(scope="module")
-def entry_point_flags() -> dict[str, dict[str, str]]:
-    """Each entry point's own (and shared) flags and their defaults, as absl's --helpxml
-    reports them; one process each, since several define --batch_size."""
-    commands = {
-        entry_point: subprocess.Popen(
-            [sys.executable, "-m", f"experiments.{entry_point}", "--helpxml"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        for entry_point in ENTRY_POINTS
+def test_every_python_block_is_run_by_a_test():
+    """A Python block added to the README or a docs page needs a test above that runs it."""
+    every_block = {
+        (page, block) for page, text in PAGES.items() for block in re.findall(r"```python\n(.*?)```", text, re.S)
     }
-    found = {}
-    for entry_point, process in commands.items():
-        xml = process.communicate(timeout=300)[0]
-        found[entry_point] = {
-            flag.findtext("name"): flag.findtext("default")
-            for flag in ElementTree.fromstring(xml).iter("flag")
-            if flag.findtext("file").endswith((f"experiments/{entry_point}.py", f"experiments.{SHARED}"))
-        }
-    return found
+    assert every_block == {(page, _python_block(heading, page)) for page, heading in TESTED_BLOCKS}
 
 
-def _table_rows(heading: str) -> dict[str, str]:
-    section = re.search(rf"## {re.escape(heading)}\n(.*?)\n## ", README, re.S).group(1)
-    return dict(re.findall(r"^\| `--([a-z_0-9]+)` \| ([^|]+) \|", section, re.M))
+# absl's own flags, which every command takes.
+ABSL_FLAGS = {"flagfile", "helpfull", "helpshort"}
 
 
-def _flag_table(entry_point: str) -> dict[str, str]:
-    rows = _table_rows(f"`python -m experiments.{entry_point}` flags")
-    if entry_point in ("linear_eval", "knn_eval", "finetune", "distill"):
-        shared = _table_rows("Evaluation flags")
-        only_encoders = ("encoder_path", "label_fraction")  # distill takes a teacher on all the images
-        rows |= {name: value for name, value in shared.items() if entry_point != "distill" or name not in only_encoders}
-    return rows
+def test_cli_reference_is_the_one_the_code_declares():
+    """docs/cli.md is made from the flag declarations; after changing one, run
+    `python -m experiments.cli_reference`."""
+    assert cli_reference.DOC.read_text() == cli_reference.render()
 
 
-def test_every_flag_in_the_commands_exists(entry_point_flags):
-    for entry_point in ENTRY_POINTS:
-        one_line = README.replace("\\\n", " ")  # join shell continuation lines
-        commands = " ".join(re.findall(rf"python -m experiments.{entry_point}([^\n]*)", one_line))
-        used = set(re.findall(r"--([a-z_0-9]+)", commands))
-        assert used and used <= set(entry_point_flags[entry_point]), entry_point
+def _flags_used(entry_point: str, text: str) -> set[str]:
+    """The flags on every line that runs `python -m experiments.ENTRY_POINT`, in a shell
+    block or inline, with shell continuation lines joined."""
+    one_line = text.replace("\\\n", " ")
+    commands = " ".join(re.findall(rf"python -m experiments\.{entry_point}\b([^\n]*)", one_line))
+    return set(re.findall(r"--([a-z_0-9]+)", commands))
 
 
-@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
-def test_flag_table_lists_every_flag_with_its_default(entry_point_flags, entry_point):
-    rows, actual = _flag_table(entry_point), entry_point_flags[entry_point]
-    assert set(rows) == set(actual)
-    for name, default in rows.items():
-        documented = re.fullmatch(r"`(.*)`", default.strip())
-        if documented:  # a literal default; prose like "TFDS default" describes a None
-            try:
-                assert float(documented.group(1)) == float(actual[name]), name
-            except ValueError:
-                assert documented.group(1) == actual[name], name
+def test_every_flag_in_the_commands_exists():
+    for entry_point in cli_reference.ENTRY_POINTS:
+        declared = set(cli_reference.entry_point_flags(entry_point)) | ABSL_FLAGS
+        used_anywhere = set()
+        for page, text in PAGES.items():
+            used = _flags_used(entry_point, text)
+            unknown = used - declared
+            assert not unknown, f"{page}: python -m experiments.{entry_point} has no flag {sorted(unknown)}"
+            used_anywhere |= used
+        assert used_anywhere, f"no page shows python -m experiments.{entry_point} with a flag"

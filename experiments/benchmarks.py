@@ -3,13 +3,16 @@ model FLOPs utilisation (MFU), and the rates of the augmentation and the input p
 
 Every rate is measured after a warm-up (tracing, autotuning) over enough steps to be
 stable; FLOPs are counted from the model's own layers.
+
+This is the harness of `experiments.benchmark`, not part of the library: it lives beside
+its entry point and uses only the library's public names.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import resource
+import sys
 import time
 from collections.abc import Callable
 
@@ -17,12 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.augmentation import SimCLRAugment
-from contrastive_tf.data import ImageData, Split, pretraining_batches
-from contrastive_tf.encoders import build_encoder
-from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.model import SimCLR, to_unit_range
+from contrastive_tf import ProjectionHead, SimCLR, SimCLRAugment, build_encoder
+from contrastive_tf.data import ImageData, Split, pretraining_batches, to_unit_range
 from contrastive_tf.precision import global_precision
+
+try:
+    import resource
+except ImportError:  # Windows has no `resource`: peak memory is then not reported.
+    resource = None
 
 VIEWS_PER_IMAGE = 2
 # A training step costs about three forward passes: the forward pass itself, and the
@@ -43,12 +48,17 @@ class Measurement:
     images_per_second: float
     mfu: float | None = None
     training_gflops_per_image: float | None = None
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float | None = None
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MiB; None where the platform has no
+    `resource` module (Windows), so the benchmark still runs there."""
+    if resource is None:
+        return None
+    # ru_maxrss is in KiB on Linux but in bytes on macOS.
+    bytes_per_unit = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * bytes_per_unit / 2**20
 
 
 def _timed(run: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -98,8 +108,12 @@ def forward_flops(model: keras.Model | keras.layers.Layer) -> float:
 
 
 def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    # Keras has no public walk over nested layers (a head's Dense layers, say).
-    children = list(layer._flatten_layers(include_self=False, recursive=False))
+    """The layers without sublayers inside `layer` (itself, if it has none)."""
+    if isinstance(layer, keras.Model):
+        children = layer.layers
+    else:
+        # Private, but Keras lists a plain Layer's sublayers (ProjectionHead's Dense) nowhere public.
+        children = list(layer._flatten_layers(include_self=False, recursive=False))
     if not children:
         return [layer]
     return [leaf for child in children for leaf in _leaf_layers(child)]
@@ -124,15 +138,15 @@ class _Clock(keras.callbacks.Callback):
         super().__init__()
         self.every = every
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.ends: list[float] = []
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.every == "step":
             float(logs["loss"])  # waits for the step to finish
             self.ends.append(time.perf_counter())
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.every == "epoch":
             self.ends.append(time.perf_counter())
 

@@ -1,20 +1,20 @@
-"""The model every method builds on, and SimCLR and SupCon: `keras.Model`s whose
-`train_step` is the whole method."""
+"""The model every method builds on: the encoder, the views, the online probe, the update
+step, metrics and saving, and how a method declares its own settings."""
 
 from __future__ import annotations
+
+import inspect
 
 import keras
 import tensorflow as tf
 
-from contrastive_tf.distribute import is_multi_worker
-from contrastive_tf.losses import mean_cross_entropy, multiview_nt_xent_loss, nt_xent_logits, supcon_loss
+from contrastive_tf.data import to_unit_range
+from contrastive_tf.distribute import minimize, step_logs
+from contrastive_tf.errors import UsageError
+from contrastive_tf.losses import mean_cross_entropy
 
-
-def to_unit_range(images: tf.Tensor) -> tf.Tensor:
-    """uint8 images in [0, 255] -> float32 in [0, 1]; float images pass through unchanged."""
-    if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) / 255.0
-    return tf.cast(images, tf.float32)
+# The arguments of `create` that every method takes; the others are the method's own settings.
+COMMON_ARGUMENTS = ("encoder", "augmenter", "num_views", "num_classes", "total_steps")
 
 
 class ContrastiveModel(keras.Model):
@@ -32,6 +32,8 @@ class ContrastiveModel(keras.Model):
     layer_args: tuple[str, ...] = ("encoder", "augmenter")
     # Whether the loss takes more than two views of an image.
     multi_view = False
+    # Whether the loss learns from labels, so that training needs (images, labels) batches.
+    needs_labels = False
 
     def __init__(
         self,
@@ -52,6 +54,43 @@ class ContrastiveModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.probe_loss_tracker = keras.metrics.Mean(name="probe_loss")
         self.probe_accuracy = keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy")
+
+    @classmethod
+    def create(
+        cls,
+        encoder: keras.Model,
+        augmenter: keras.layers.Layer,
+        *,
+        num_views: int = 2,
+        num_classes: int | None = None,
+        total_steps: int = 1000,
+    ) -> ContrastiveModel:
+        """The method as its paper builds it around `encoder`: its heads, and its own
+        settings as keyword arguments whose defaults are the method's."""
+        raise NotImplementedError(f"{cls.__name__} does not say how it is built")
+
+    @classmethod
+    def settings(cls) -> dict[str, object]:
+        """The method's own settings (the keyword arguments of `create` beyond the common
+        ones) and their defaults."""
+        parameters = inspect.signature(cls.create).parameters.values()
+        return {p.name: p.default for p in parameters if p.name not in COMMON_ARGUMENTS and p.kind == p.KEYWORD_ONLY}
+
+    @classmethod
+    def check_names(cls, settings: dict) -> None:
+        """UsageError if `settings` names one this method does not have."""
+        unknown = sorted(set(settings) - set(cls.settings()))
+        if unknown:
+            raise UsageError(
+                f"{cls.__name__.lower()} has no setting {unknown[0]}; its settings are: "
+                f"{', '.join(cls.settings()) or 'none'}"
+            )
+
+    @classmethod
+    def check(cls, batch_size: int, **settings) -> None:
+        """UsageError naming the first of this method's settings it cannot train with on
+        batches of `batch_size` images; `settings` override the method's defaults."""
+        cls.check_names(settings)
 
     def _build_now(self) -> None:
         """Builds the whole model when the encoder knows its input shape, so that a saved
@@ -104,21 +143,12 @@ class ContrastiveModel(keras.Model):
 
     def minimize(self, tape: tf.GradientTape, loss: tf.Tensor, variables: list | None = None) -> None:
         """One optimizer step on `loss` (recorded by `tape`) plus the layers' own losses."""
-        variables = self.trainable_variables if variables is None else variables
         with tape:
             total = loss + tf.add_n([0.0, *self.losses])
-            # Keras sums the replicas' gradients; each replica's share makes that the mean.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(total / replicas)
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        minimize(self.optimizer, tape, total, self.trainable_variables if variables is None else variables)
 
     def _logs(self) -> dict[str, tf.Tensor]:
-        logs = {metric.name: metric.result() for metric in self.metrics}
-        if is_multi_worker(tf.distribute.get_strategy()):
-            # Keras averages logs across workers along axis 0, which a scalar lacks
-            # (keras-team/keras#20585); the mean of [1]-vectors is the scalar mean.
-            logs = {name: value[None] for name, value in logs.items()}
-        return logs
+        return step_logs(self.metrics)
 
     def probe_loss(self, h: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor:
         """Cross-entropy of the online linear probe on frozen h (0 without labels)."""
@@ -139,88 +169,3 @@ class ContrastiveModel(keras.Model):
         for key in cls.layer_args:
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
-
-
-@keras.saving.register_keras_serializable(package="contrastive_tf")
-class SimCLR(ContrastiveModel):
-    """SimCLR (Chen et al. 2020): augmented views of each image, encoder f, head g,
-    NT-Xent on the projections, with negatives gathered across replicas. With more than
-    two views, each view's positives are the other views of its image.
-
-    Args:
-        encoder: images [B, H, W, C] in [0, 1] -> representation h [B, D].
-        projection_head: h -> z.
-        augmenter: images -> one random view; called once per view.
-        temperature: NT-Xent tau > 0.
-        num_classes: classes of the online probe; None turns the probe off.
-        num_views: views per image, >= 2.
-
-    Example:
-        >>> model = SimCLR(small_cnn(), ProjectionHead(), SimCLRAugment(), temperature=0.5)
-        >>> model.compile(optimizer=LARS(0.3))
-        >>> model.fit(images_and_labels, epochs=10)
-    """
-
-    layer_args = ("encoder", "projection_head", "augmenter")
-    multi_view = True
-
-    def __init__(
-        self,
-        encoder: keras.Model,
-        projection_head: keras.layers.Layer,
-        augmenter: keras.layers.Layer,
-        temperature: float = 0.5,
-        num_classes: int | None = None,
-        num_views: int = 2,
-        **kwargs,
-    ):
-        super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be > 0; received temperature={temperature}.")
-        self.projection_head, self.temperature = projection_head, temperature
-        self.contrastive_accuracy = keras.metrics.SparseCategoricalAccuracy(name="contrastive_accuracy")
-        self._build_now()
-
-    def heads(self):
-        return [self.projection_head]
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.contrastive_accuracy, *super().metrics[1:]]
-
-    def train_step(self, data):
-        views, labels = self.views(data)
-        with tf.GradientTape() as tape:
-            h = [self.encoder(view, training=True) for view in views]
-            z = [self.projection_head(x, training=True) for x in h]
-            loss, (logits, targets) = self.contrastive_loss(z, labels)
-            total = loss + self.probe_loss(h[0], labels)
-        self.minimize(tape, total)
-        self.loss_tracker.update_state(loss)
-        self.contrastive_accuracy.update_state(targets, logits)
-        return self._logs()
-
-    def contrastive_loss(self, z: list[tf.Tensor], labels: tf.Tensor | None):
-        """The loss on the views' projections, and the first two views' NT-Xent logits
-        and targets, whose top-1 is `contrastive_accuracy`."""
-        logits, targets = nt_xent_logits(z[0], z[1], self.temperature)
-        if len(z) == 2:
-            return mean_cross_entropy(targets, logits), (logits, targets)
-        return multiview_nt_xent_loss(z, self.temperature), (logits, targets)
-
-    def get_config(self):
-        return {**super().get_config(), "temperature": self.temperature}
-
-
-@keras.saving.register_keras_serializable(package="contrastive_tf")
-class SupCon(SimCLR):
-    """Supervised contrastive learning (Khosla et al. 2020): SimCLR whose positives are all
-    views of the same class, so it needs (images, labels) batches. Same arguments as
-    `SimCLR`; the paper uses temperature 0.1."""
-
-    def contrastive_loss(self, z, labels):
-        if labels is None:
-            raise ValueError("SupCon needs (images, labels) batches; these batches have no labels.")
-        labels = tf.tile(tf.reshape(labels, [-1]), [len(z)])
-        loss = supcon_loss(tf.concat(z, axis=0), labels, self.temperature)
-        return loss, nt_xent_logits(z[0], z[1], self.temperature)

@@ -1,8 +1,9 @@
-"""Encoders from a finished pretraining run, for evaluation and fine-tuning.
+"""What a run folder holds, each artefact named once, and the encoder read back from it.
 
-A run leaves two forms: the SavedModel export (any TensorFlow app can load it; its batch
-norm is frozen in inference mode) and `simclr.keras` in its `--model_dir` (the whole
-Keras model of its method: encoder, heads and augmentation, all trainable).
+A pretraining run leaves the encoder in two forms: the SavedModel export (any TensorFlow
+app can load it; its batch norm is frozen in inference mode) and `model.keras` in its
+model_dir (the whole Keras model of its method: encoder, heads and augmentation, all
+trainable). Evaluations write their results and figures into their own output folder.
 """
 
 from __future__ import annotations
@@ -15,9 +16,33 @@ import pathlib
 import keras
 
 from contrastive_tf.errors import UsageError
-from contrastive_tf.export import METADATA_FILE
-from contrastive_tf.model import ContrastiveModel
-from contrastive_tf.pretraining import MODEL_FILE
+from contrastive_tf.methods import ContrastiveModel
+
+# A pretraining model_dir.
+MODEL_FILE = "model.keras"
+# Where runs made before version 0.2 saved the whole model; still read.
+LEGACY_MODEL_FILES = ("simclr.keras",)
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
+EXPORT_DIR = "export"
+# The export's card: what the encoder takes and gives, how it was trained and scored.
+METADATA_FILE = "model_card.json"
+HISTORY_FILE = "history.csv"
+VIEWS_FIGURE = "views.png"
+CURVES_FIGURE = "training_curves.png"
+# An evaluation's output_dir.
+RESULTS_FILE = "results.json"
+CONFUSION_FIGURE = "confusion_matrix.png"
+EMBEDDING_FIGURE = "embedding.png"
+CLASSIFIER_FILE = "classifier.keras"
+STUDENT_FILE = "student.keras"
+
+
+def model_file(model_dir: str | os.PathLike) -> pathlib.Path:
+    """The whole model's file in `model_dir`: `MODEL_FILE`, or a legacy name if only that exists."""
+    model_dir = pathlib.Path(model_dir)
+    found = [model_dir / name for name in (MODEL_FILE, *LEGACY_MODEL_FILES) if (model_dir / name).exists()]
+    return found[0] if found else model_dir / MODEL_FILE
 
 
 @dataclasses.dataclass
@@ -50,16 +75,14 @@ def load_pretrained(path: str | os.PathLike) -> Pretrained:
     """
     path = pathlib.Path(path).expanduser()
     if not path.exists():
-        raise UsageError(
-            f"encoder path {path} does not exist; pass an export directory, a --model_dir or a .keras file"
-        )
+        raise UsageError(f"encoder path {path} does not exist; pass an export directory, a model_dir or a .keras file")
     if (path / "saved_model.pb").exists():
         return _from_export(path)
-    keras_file = path / MODEL_FILE if path.is_dir() else path
+    keras_file = model_file(path) if path.is_dir() else path
     if keras_file.suffix != ".keras" or not keras_file.exists():
         raise UsageError(
             f"{path} holds no encoder; pass an export directory (with saved_model.pb), a pretraining "
-            f"--model_dir (with {MODEL_FILE}) or a .keras file"
+            f"model_dir (with {MODEL_FILE}) or a .keras file"
         )
     model = keras.saving.load_model(keras_file, safe_mode=True)
     whole = model if isinstance(model, ContrastiveModel) else None

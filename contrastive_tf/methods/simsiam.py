@@ -6,8 +6,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from contrastive_tf.heads import ProjectionHead, prediction_head
 from contrastive_tf.losses import negative_cosine_loss
-from contrastive_tf.model import ContrastiveModel
+from contrastive_tf.methods.base import ContrastiveModel
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -38,6 +39,24 @@ class SimSiam(ContrastiveModel):
         super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
         self.projection_head, self.predictor = projection_head, predictor
         self._build_now()
+
+    @classmethod
+    def create(
+        cls,
+        encoder: keras.Model,
+        augmenter: keras.layers.Layer,
+        *,
+        num_views: int = 2,
+        num_classes: int | None = None,
+        total_steps: int = 1000,
+        projection_layers: int = 2,
+        projection_dim: int = 128,
+    ) -> SimSiam:
+        """SimSiam with a batch-normalised projection head and a bottleneck predictor a
+        quarter as wide as z."""
+        head = ProjectionHead(projection_layers, projection_dim, batch_norm=True)
+        predictor = prediction_head(projection_dim, max(8, projection_dim // 4))
+        return cls(encoder, head, predictor, augmenter, num_classes, num_views)
 
     def heads(self):
         return [self.projection_head, self.predictor]

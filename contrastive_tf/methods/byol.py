@@ -7,9 +7,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from contrastive_tf.heads import ProjectionHead, prediction_head
 from contrastive_tf.losses import normalized_regression_loss
-from contrastive_tf.model import ContrastiveModel
-from contrastive_tf.momentum import MomentumNetwork, byol_momentum
+from contrastive_tf.methods.base import ContrastiveModel
+from contrastive_tf.methods.momentum import MomentumNetwork, byol_momentum
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -51,6 +52,24 @@ class BYOL(ContrastiveModel):
         self.base_momentum, self.total_steps = base_momentum, total_steps
         self.target_network = MomentumNetwork(encoder, projection_head, name="target_network")
         self._build_now()
+
+    @classmethod
+    def create(
+        cls,
+        encoder: keras.Model,
+        augmenter: keras.layers.Layer,
+        *,
+        num_views: int = 2,
+        num_classes: int | None = None,
+        total_steps: int = 1000,
+        target_momentum: float = 0.996,
+        projection_layers: int = 2,
+        projection_dim: int = 128,
+    ) -> BYOL:
+        """BYOL with a batch-normalised projection head and a predictor as wide as h."""
+        head = ProjectionHead(projection_layers, projection_dim, batch_norm=True, output_norm=False)
+        predictor = prediction_head(projection_dim, hidden_dim=encoder.output_shape[-1])
+        return cls(encoder, head, predictor, augmenter, target_momentum, total_steps, num_classes, num_views)
 
     def heads(self):
         return [self.projection_head, self.predictor]

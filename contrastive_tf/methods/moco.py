@@ -6,9 +6,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from contrastive_tf.errors import UsageError
+from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.losses import gather_replicas, info_nce_logits, mean_cross_entropy
-from contrastive_tf.model import ContrastiveModel
-from contrastive_tf.momentum import MomentumNetwork
+from contrastive_tf.methods.base import ContrastiveModel
+from contrastive_tf.methods.momentum import MomentumNetwork
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -102,6 +104,42 @@ class MoCo(ContrastiveModel):
         self.queue = KeyQueue(queue_size, name="queue")
         self.contrastive_accuracy = keras.metrics.SparseCategoricalAccuracy(name="contrastive_accuracy")
         self._build_now()
+
+    @classmethod
+    def create(
+        cls,
+        encoder: keras.Model,
+        augmenter: keras.layers.Layer,
+        *,
+        num_views: int = 2,
+        num_classes: int | None = None,
+        total_steps: int = 1000,
+        temperature: float = 0.2,
+        target_momentum: float = 0.99,
+        queue_size: int = 4096,
+        bn_groups: int = 4,
+        projection_layers: int = 2,
+        projection_dim: int = 128,
+    ) -> MoCo:
+        """MoCo v2 with its MLP head; momentum 0.99 suits short runs (the paper: 0.999)."""
+        head = ProjectionHead(projection_layers, projection_dim)
+        return cls(
+            encoder, head, augmenter, temperature, target_momentum, queue_size, num_classes, num_views, bn_groups
+        )
+
+    @classmethod
+    def check(cls, batch_size: int, **settings) -> None:
+        super().check(batch_size, **settings)
+        settings = {**cls.settings(), **settings}
+        groups, queue_size = settings["bn_groups"], settings["queue_size"]
+        if batch_size < 2 * groups:
+            raise UsageError(
+                f"moco needs batch_size >= {2 * groups} ({groups} batch-norm groups of 2), got {batch_size}"
+            )
+        if queue_size < batch_size:
+            raise UsageError(
+                f"queue_size ({queue_size}) must be >= batch_size ({batch_size}): every step enqueues a batch of keys"
+            )
 
     def heads(self):
         return [self.projection_head]

@@ -1,0 +1,173 @@
+"""The settings of a pretraining run, each declared once: its default, its help text, the
+values it allows and its group. The command-line flags and the docs' flag table are made
+from these declarations, and `PretrainConfig.validate` checks them."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+
+from contrastive_tf.distribute import STRATEGIES
+from contrastive_tf.encoders import ENCODERS
+from contrastive_tf.errors import UsageError
+from contrastive_tf.methods import METHODS, check_method, setting_names
+from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS
+from contrastive_tf.precision import PRECISIONS
+
+GROUPS = ("data", "method", "optimisation", "augmentation", "run")
+
+
+def setting(
+    default: object,
+    help: str,
+    group: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    valid: tuple[Callable[[typing.Any], bool], str] | None = None,
+) -> typing.Any:
+    """A config field. `valid` is (test, rule): the test a set value must pass, and the rule
+    the error states ("must be > 0"); None (where allowed) always passes."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "group": group, "choices": choices, "valid": valid}
+    )
+
+
+def positive(name: str = "> 0") -> tuple[Callable[[typing.Any], bool], str]:
+    return (lambda value: value > 0), f"must be {name}"
+
+
+def at_least(bound: float) -> tuple[Callable[[typing.Any], bool], str]:
+    return (lambda value: value >= bound), f"must be >= {bound}"
+
+
+def within(low: float, high: float, low_open: bool = False) -> tuple[Callable[[typing.Any], bool], str]:
+    if low_open:
+        return (lambda value: low < value <= high), f"must be in ({low}, {high}]"
+    return (lambda value: low <= value <= high), f"must be in [{low}, {high}]"
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs; `pretrain(PretrainConfig(...))` runs it.
+
+    The defaults pretrain the small CNN on the embedded MNIST sample in a few minutes on
+    two CPU cores, with Adam and a crop of at least 20% of the digit (a smaller crop can
+    cut a digit down to a stroke). The papers' recipes are files in `configs/`. Settings
+    of the method left at None take the method's own default (see
+    `contrastive_tf.methods.METHODS[name].settings()`).
+    """
+
+    # Data.
+    dataset: str = setting(
+        "sample",
+        "'sample' (embedded MNIST digits), a TFDS name (mnist, fashion_mnist, cifar10, cifar100, stl10), "
+        "a Keras-layout .npz, or an image folder.",
+        "data",
+    )
+    data_dir: str | None = setting(None, "TFDS data directory.", "data")
+    image_size: int | None = setting(
+        None, "Resize images to this square size (default: their own size).", "data", valid=at_least(8)
+    )
+    # Method.
+    method: str = setting("simclr", "What to learn with; supcon needs labels.", "method", choices=tuple(METHODS))
+    num_views: int = setting(2, "Views per image; more than 2 for simclr and supcon.", "method", valid=at_least(2))
+    encoder: str = setting(
+        "auto", "Encoder; auto: small_cnn up to 28 px, else resnet18.", "method", choices=("auto", *ENCODERS)
+    )
+    width: float = setting(1.0, "Encoder width multiplier.", "method", valid=positive())
+    projection_layers: int | None = setting(
+        None, "Projection head layers (2: SimCLR v1, 3: v2); default: the method's (2).", "method", valid=at_least(1)
+    )
+    projection_dim: int | None = setting(
+        None, "Projection (z) dimension; default: the method's (128).", "method", valid=at_least(1)
+    )
+    temperature: float | None = setting(
+        None,
+        "Temperature tau of NT-Xent (simclr), InfoNCE (moco) and SupCon; default: the method's "
+        "(simclr 0.2, moco 0.2, supcon 0.1).",
+        "method",
+        valid=positive(),
+    )
+    target_momentum: float | None = setting(
+        None,
+        "Momentum of MoCo's key / BYOL's target network; default: the method's (0.99 / 0.996).",
+        "method",
+        valid=within(0, 1),
+    )
+    queue_size: int | None = setting(None, "MoCo's queue of negatives; default 4096.", "method", valid=at_least(1))
+    # Optimisation.
+    batch_size: int = setting(
+        256, "Global batch size (images; each gives num_views views).", "optimisation", valid=at_least(2)
+    )
+    epochs: int = setting(6, "Training epochs.", "optimisation", valid=at_least(1))
+    optimizer: str = setting("adam", "Optimizer.", "optimisation", choices=OPTIMIZERS)
+    learning_rate: float = setting(2e-3, "Base learning rate, before lr_scaling.", "optimisation", valid=positive())
+    lr_scaling: str = setting(
+        "none", "linear: lr*B/256, sqrt: lr*sqrt(B), none: lr.", "optimisation", choices=LR_SCALINGS
+    )
+    warmup_epochs: float = setting(1.0, "Linear warmup epochs before cosine decay.", "optimisation", valid=at_least(0))
+    weight_decay: float = setting(
+        1e-6, "Weight decay (not applied to batch norm or biases).", "optimisation", valid=at_least(0)
+    )
+    # Augmentation.
+    color_jitter_strength: float = setting(0.5, "Colour distortion strength s.", "augmentation", valid=at_least(0))
+    blur: bool | None = setting(None, "Gaussian blur; default (auto): on above 32 px.", "augmentation")
+    crop_scale_min: float = setting(
+        0.2, "Smallest random-crop area fraction.", "augmentation", valid=within(0, 1, low_open=True)
+    )
+    # Run.
+    seed: int = setting(0, "Random seed for weights, shuffling and augmentation.", "run")
+    strategy: str = setting("auto", "tf.distribute strategy.", "run", choices=STRATEGIES)
+    tpu_address: str | None = setting(None, "TPU name or grpc:// address for strategy tpu.", "run")
+    precision: str = setting(
+        "auto",
+        "Keras dtype policy; auto: mixed_bfloat16 on TPUs, Ampere+ GPUs and CPUs with AMX or AVX512-BF16, "
+        "mixed_float16 on older tensor-core GPUs, else float32.",
+        "run",
+        choices=PRECISIONS,
+    )
+    jit_compile: bool | None = setting(None, "XLA-compile the train step; default (auto): on GPUs and TPUs.", "run")
+    model_dir: str = setting("runs/simclr", "Checkpoints, TensorBoard logs, figures; rerun to resume.", "run")
+    export_dir: str | None = setting(None, "SavedModel export folder (default: MODEL_DIR/export).", "run")
+    overwrite: bool = setting(False, "Replace an existing export.", "run")
+    checkpoint_every_steps: int | None = setting(
+        None, "Checkpoint interval in steps (default: every epoch).", "run", valid=at_least(1)
+    )
+    knn_every_epochs: int = setting(
+        1, "Log the kNN accuracy of the test split every N epochs (0: never).", "run", valid=at_least(0)
+    )
+    verbose: int | None = setting(
+        None,
+        "Keras fit verbosity: 0 silent, 1 progress bar, 2 a line per epoch; default: Keras' auto.",
+        "run",
+        valid=(lambda value: value in (0, 1, 2), "must be 0, 1 or 2"),
+    )
+
+    def method_settings(self) -> dict[str, object]:
+        """The method's own settings that this config sets (the others take its defaults)."""
+        own = METHODS[self.method].settings() if self.method in METHODS else {}
+        return {name: getattr(self, name) for name in own if getattr(self, name, None) is not None}
+
+    def validate(self) -> None:
+        """UsageError naming the first setting that cannot work. (Precision and jit_compile
+        are checked as they are resolved for the hardware.)"""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            choices, valid = field.metadata["choices"], field.metadata["valid"]
+            if choices and value not in choices:
+                raise UsageError(f"unknown {field.name} {value!r}; choose one of {', '.join(choices)}")
+            if valid and not valid[0](value):
+                raise UsageError(f"{field.name} {valid[1]}, got {value}")
+        unused = [name for name in sorted(setting_names()) if getattr(self, name, None) is not None]
+        unused = [name for name in unused if name not in self.method_settings()]
+        if unused:
+            raise UsageError(f"{self.method} does not use {unused[0]}; leave it unset or choose a method that does")
+        check_method(self.method, self.batch_size, self.num_views, **self.method_settings())
+
+
+def fields_by_group() -> dict[str, list[dataclasses.Field]]:
+    """The config's fields in their groups, in declaration order."""
+    return {group: [f for f in dataclasses.fields(PretrainConfig) if f.metadata["group"] == group] for group in GROUPS}

@@ -1,0 +1,92 @@
+"""Every method by name. A method is one module here holding a `ContrastiveModel` whose
+`train_step` is the method, whose `create` builds it the paper's way with the method's own
+defaults, and whose `check` refuses settings it cannot train with; `METHODS` names it.
+
+Adding a method is one new module and one line in `METHODS`.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from contrastive_tf.errors import UsageError
+from contrastive_tf.methods.base import ContrastiveModel
+from contrastive_tf.methods.byol import BYOL
+from contrastive_tf.methods.moco import MoCo
+from contrastive_tf.methods.simclr import SimCLR, SupCon
+from contrastive_tf.methods.simsiam import SimSiam
+
+METHODS: dict[str, type[ContrastiveModel]] = {
+    "simclr": SimCLR,
+    "moco": MoCo,
+    "byol": BYOL,
+    "simsiam": SimSiam,
+    "supcon": SupCon,
+}
+
+
+def method_class(method: str) -> type[ContrastiveModel]:
+    """The model class of `method`; UsageError naming the known ones otherwise."""
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def setting_names() -> set[str]:
+    """The names of the settings some method has (temperature, queue_size, ...)."""
+    return set().union(*(model_class.settings() for model_class in METHODS.values()))
+
+
+def check_method(method: str, batch_size: int, num_views: int = 2, **settings) -> None:
+    """UsageError unless `method` can train on batches of `batch_size` images with
+    `num_views` views each and `settings` (its own, see `ContrastiveModel.settings`)."""
+    _check_views(method, num_views)
+    method_class(method).check(batch_size, **settings)
+
+
+def _check_views(method: str, num_views: int) -> None:
+    model_class = method_class(method)
+    if num_views < 2:
+        raise UsageError(f"num_views must be >= 2, got {num_views}")
+    if num_views != 2 and not model_class.multi_view:
+        multi_view = [name for name, other in METHODS.items() if other.multi_view]
+        raise UsageError(
+            f"{method} compares two views, got num_views={num_views}; "
+            f"more views work with method {' or '.join(multi_view)}"
+        )
+
+
+def contrastive_model(
+    method: str,
+    encoder: keras.Model,
+    augmenter: keras.layers.Layer,
+    *,
+    num_views: int = 2,
+    num_classes: int | None = None,
+    total_steps: int = 1000,
+    **settings,
+) -> ContrastiveModel:
+    """The model of `method` (a key of `METHODS`) around `encoder` and `augmenter`.
+
+    Args:
+        method: simclr, moco, byol, simsiam or supcon (which needs labelled batches).
+        num_views: views per image; more than 2 only for methods whose loss takes them.
+        num_classes: classes of the online linear probe; None turns it off.
+        total_steps: the training length, for schedules such as BYOL's momentum.
+        **settings: the method's own, with its defaults where left out:
+            `METHODS[method].settings()` lists them (temperature, target_momentum,
+            queue_size, projection_layers, projection_dim, ...).
+
+    Example:
+        >>> model = contrastive_model("byol", small_cnn(), SimCLRAugment(seed=0), total_steps=1400)
+        >>> model.compile(optimizer="adam")
+    """
+    _check_views(method, num_views)
+    model_class = method_class(method)
+    model_class.check_names(settings)
+    return model_class.create(
+        encoder, augmenter, num_views=num_views, num_classes=num_classes, total_steps=total_steps, **settings
+    )
+
+
+__all__ = ["BYOL", "METHODS", "ContrastiveModel", "MoCo", "SimCLR", "SimSiam", "SupCon", "contrastive_model"]

@@ -1,0 +1,75 @@
+"""Settings are declared once, in `PretrainConfig`: the flags, their parsing and the
+checks follow from the declarations."""
+
+import dataclasses
+
+import pytest
+from absl import flags
+
+from contrastive_tf.config import GROUPS, PretrainConfig
+from contrastive_tf.errors import UsageError
+from contrastive_tf.methods import METHODS
+from experiments import cli, cli_reference
+
+
+def _parse(*argv: str) -> PretrainConfig:
+    flag_values = flags.FlagValues()
+    cli.define_config_flags(PretrainConfig, flag_values)
+    flag_values(["pretrain", *argv])
+    return cli.config_from_flags(PretrainConfig, flag_values)
+
+
+def test_every_field_has_help_and_a_group():
+    for field in dataclasses.fields(PretrainConfig):
+        assert field.metadata["help"].endswith("."), field.name
+        assert field.metadata["group"] in GROUPS, field.name
+
+
+def test_no_flags_give_the_default_config():
+    assert _parse() == PretrainConfig()
+
+
+def test_flags_set_their_fields_with_the_fields_types():
+    config = _parse("--method=moco", "--batch_size=64", "--temperature=0.3", "--blur=false", "--jit_compile=true")
+    assert config == PretrainConfig(method="moco", batch_size=64, temperature=0.3, blur=False, jit_compile=True)
+    assert _parse("--blur=auto").blur is None and _parse("--overwrite").overwrite is True
+
+
+def test_a_flag_outside_the_choices_is_refused_by_the_parser():
+    with pytest.raises(flags.IllegalFlagValueError, match="value should be one of"):
+        _parse("--method=swav")
+
+
+def test_the_method_choices_are_the_registry():
+    flag_values = flags.FlagValues()
+    cli.define_config_flags(PretrainConfig, flag_values)
+    assert flag_values["method"].parser.enum_values == list(METHODS)
+
+
+def test_method_settings_pass_only_what_is_set_and_the_method_has():
+    assert PretrainConfig(method="byol").method_settings() == {}
+    config = PretrainConfig(method="moco", temperature=0.3, queue_size=512, projection_dim=64)
+    assert config.method_settings() == {"temperature": 0.3, "queue_size": 512, "projection_dim": 64}
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(width=0), "width must be > 0, got 0"),
+        (dict(crop_scale_min=0), "crop_scale_min must be in (0, 1], got 0"),
+        (dict(verbose=3), "verbose must be 0, 1 or 2, got 3"),
+        (dict(method="simsiam", target_momentum=0.9), "simsiam does not use target_momentum"),
+        (dict(method="moco", batch_size=6), "moco needs batch_size >= 8"),
+    ],
+)
+def test_validate_names_the_setting_and_what_it_allows(settings, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        PretrainConfig(**settings).validate()
+
+
+def test_the_cli_reference_lists_every_setting_of_every_group():
+    text = cli_reference.render()
+    for field in dataclasses.fields(PretrainConfig):
+        assert f"| `--{field.name}` |" in text
+    for group in GROUPS:
+        assert f"### {group.capitalize()}" in text

@@ -1,0 +1,89 @@
+"""The pretraining stages, called in-process: prepare, build_model, fit (with resume) and
+finalize, and the run folder they leave."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from contrastive_tf import run_folder
+from contrastive_tf.config import PretrainConfig
+from contrastive_tf.pretraining import build_model, finalize, fit, prepare, pretrain
+from contrastive_tf.run_folder import load_pretrained
+
+
+def _config(mnist_subset, model_dir, **settings) -> PretrainConfig:
+    return PretrainConfig(
+        **{
+            "dataset": str(mnist_subset),
+            "width": 0.25,
+            "batch_size": 500,
+            "epochs": 1,
+            "knn_every_epochs": 0,
+            "precision": "float32",
+            "model_dir": str(model_dir),
+            "verbose": 0,
+            **settings,
+        }
+    )
+
+
+def test_prepare_resolves_the_settings_and_loads_the_data(mnist_subset, tmp_path):
+    run = prepare(_config(mnist_subset, tmp_path))
+    assert run.precision == "float32" and run.jit_compile is False
+    assert run.steps_per_epoch == 4000 // 500 and run.encoder_name == "small_cnn"
+    assert run.export_dir == (tmp_path / run_folder.EXPORT_DIR).resolve()
+    assert not tmp_path.joinpath(run_folder.CHECKPOINTS_DIR).exists()  # preparing writes nothing
+
+
+def test_build_model_takes_the_methods_defaults_unless_set(mnist_subset, tmp_path):
+    model = build_model(prepare(_config(mnist_subset, tmp_path, method="supcon")))
+    assert model.temperature == 0.1  # SupCon's paper
+    model = build_model(prepare(_config(mnist_subset, tmp_path, method="moco", temperature=0.3, queue_size=1000)))
+    assert (model.temperature, model.momentum, model.queue.size) == (0.3, 0.99, 1000)
+    assert model.optimizer.built  # every worker creates the same variables before restoring
+
+
+def test_fit_resumes_where_the_last_run_stopped(mnist_subset, tmp_path):
+    run = prepare(_config(mnist_subset, tmp_path))
+    keras.utils.set_random_seed(0)
+    first = fit(run, build_model(run))
+    assert len(first["loss"]) == 1
+    longer = prepare(_config(mnist_subset, tmp_path, epochs=2))
+    model = build_model(longer)
+    history = fit(longer, model)
+    assert int(model.optimizer.iterations) == 2 * run.steps_per_epoch
+    assert len(history["loss"]) == 2 and history["loss"][0] == first["loss"][0]
+
+
+def test_finalize_can_skip_the_probes_and_the_export(mnist_subset, tmp_path):
+    run = prepare(_config(mnist_subset, tmp_path))
+    model = build_model(run)
+    result = finalize(run, model, fit(run, model), probes=False, export=False)
+    assert result.probe is None and result.export_path is None
+    assert not run.export_dir.exists()
+    for name in (run_folder.MODEL_FILE, run_folder.VIEWS_FIGURE, run_folder.CURVES_FIGURE, run_folder.HISTORY_FILE):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_pretrain_probes_beside_random_weights_and_exports_a_card(mnist_subset, tmp_path):
+    result = pretrain(_config(mnist_subset, tmp_path, epochs=2, batch_size=250))
+    # Two short epochs need not beat random weights; tests/e2e's real run must.
+    assert result.probe.num_test == result.random_probe.num_test == 1000
+    assert 0.1 < result.random_probe.top1_accuracy < 1 and 0 <= result.knn_top1 <= 1
+    card = json.loads((result.export_path / run_folder.METADATA_FILE).read_text())
+    assert card["linear_probe_top1"] == pytest.approx(result.probe.top1_accuracy)
+    assert card["config"]["batch_size"] == 250 and card["method"] == "SimCLR"
+    # An app reads the export; an evaluation also reads the model_dir's whole model.
+    assert load_pretrained(result.export_path).image_shape == (28, 28, 1)
+    assert load_pretrained(tmp_path).model is not None
+
+
+def test_a_model_dir_from_before_the_rename_is_still_read(mnist_subset, tmp_path):
+    run = prepare(_config(mnist_subset, tmp_path))
+    model = build_model(run)
+    model.save(tmp_path / run_folder.LEGACY_MODEL_FILES[0])
+    loaded = load_pretrained(tmp_path)
+    for saved, read in zip(model.encoder.weights, loaded.encoder.weights):
+        np.testing.assert_array_equal(saved, read)
