@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_more_losses import numpy_supcon
 
+from builders import SHAPE, method_model, random_images
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import load_data
@@ -22,25 +22,12 @@ from contrastive_tf.methods.momentum import MomentumNetwork, byol_momentum
 from contrastive_tf.precision import global_precision
 from contrastive_tf.pretraining import prepare
 from contrastive_tf.run_folder import load_pretrained
-
-SHAPE = (28, 28, 1)
-
-
-def _images(count=16, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (count, *SHAPE), dtype=np.uint8)
-
-
-def _model(method, augmenter=None, **kwargs):
-    encoder = build_encoder("small_cnn", SHAPE, width=0.25)
-    settings = {"projection_dim": 16, "queue_size": 64, "temperature": 0.5}
-    own = METHODS[method].settings() if method in METHODS else {}
-    kwargs = {**{name: value for name, value in settings.items() if name in own}, **kwargs}
-    return contrastive_model(method, encoder, augmenter or keras.layers.Identity(), **kwargs)
-
-
-def _unit(x):
-    x = np.asarray(x, np.float64)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+from references import (
+    numpy_cosines,
+    numpy_info_nce,
+    numpy_supcon,
+    unit,
+)
 
 
 def _one_step_loss(model, images, labels) -> float:
@@ -57,14 +44,14 @@ def test_key_queue_holds_the_newest_keys_oldest_overwritten_first():
     for keys in batches:
         queue.enqueue(tf.constant(keys, tf.float32))
     # Rows 0-1 got batch 0, rows 2-3 batch 1; batch 2 filled row 4 and wrapped to row 0.
-    expected = np.stack([_unit(batches[2])[1], _unit(batches[0])[1], *_unit(batches[1]), _unit(batches[2])[0]])
+    expected = np.stack([unit(batches[2])[1], unit(batches[0])[1], *unit(batches[1]), unit(batches[2])[0]])
     np.testing.assert_allclose(queue.negatives(), expected, atol=1e-6)
     assert int(queue.position) == 1
     assert np.allclose(np.linalg.norm(initial, axis=1), 1.0)
 
 
 def test_moco_groups_return_their_outputs_in_the_order_of_the_views():
-    model = _model("moco", bn_groups=4)
+    model = method_model("moco", bn_groups=4)
     model.compile(optimizer="sgd")
     rowwise = keras.layers.Dense(3)  # no batch norm: each row's output depends on it alone
     views = tf.random.normal([16, 5])
@@ -96,62 +83,14 @@ def test_byol_momentum_rises_from_its_base_to_one_along_a_cosine():
     assert values == pytest.approx([0.996, 0.998, 1.0, 1.0], abs=1e-7)
 
 
-@pytest.mark.parametrize("replicas", [1, 2])
-def test_byol_step_moves_the_target_by_the_scheduled_momentum(replicas, mirrored):
-    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
-    with strategy.scope():
-        model = _model("byol", target_momentum=0.9, total_steps=4)
-        model.compile(optimizer=keras.optimizers.SGD(0.5))
-    target_before = [np.asarray(weight) for weight in model.target_network.weights]
-    model.fit(tf.data.Dataset.from_tensors(_images()), epochs=1, verbose=0)
-    online = [*model.encoder.weights, *model.projection_head.weights]
-    momentum = float(byol_momentum(1, 4, base=0.9))  # after the first step
-    moved = 0
-    for before, after, source in zip(target_before, model.target_network.weights, online):
-        if source.trainable:
-            expected = momentum * before + (1 - momentum) * np.asarray(source)
-            np.testing.assert_allclose(after, expected, rtol=1e-4, atol=1e-6)
-            moved += not np.allclose(after, before)
-    assert moved > 10
-    assert not any(weight.path.startswith("target_network") for weight in model.trainable_weights)
-
-
-@pytest.mark.parametrize("replicas", [1, 2])
-def test_moco_queue_holds_the_keys_of_each_global_batch_in_order(replicas, mirrored):
-    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
-    batches = [_images(16, seed) for seed in range(3)]
-    with strategy.scope():
-        # Momentum 1 keeps the key network at its first weights, so the keys are known.
-        model = _model("moco", target_momentum=1.0, queue_size=56, bn_groups=1)
-        model.compile(optimizer=keras.optimizers.SGD(0.1))
-    initial = np.asarray(model.queue.negatives())
-    model.fit(tf.data.Dataset.from_tensor_slices(np.stack(batches)), epochs=1, verbose=0)
-    keys = [_unit(model.key_network(batch.astype(np.float32) / 255, training=True)) for batch in batches]
-    queue = np.asarray(model.queue.negatives())
-    np.testing.assert_allclose(queue[:48], np.concatenate(keys), atol=2e-2)
-    np.testing.assert_array_equal(queue[48:], initial[48:])
-    assert int(np.asarray(model.queue.position)) == 48
-
-
-def _numpy_info_nce(queries, keys, negatives, temperature):
-    queries, keys = _unit(queries), _unit(keys)
-    positive = np.exp(np.sum(queries * keys, axis=1) / temperature)
-    negative = np.exp(queries @ _unit(negatives).T / temperature).sum(axis=1)
-    return float(np.mean(-np.log(positive / (positive + negative))))
-
-
-def _numpy_cosines(a, b):
-    return np.sum(_unit(a) * _unit(b), axis=1)
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_first_step_loss_is_the_methods_loss_on_its_own_projections(method):
     """With identical views and the momentum networks still equal to the online ones,
     every method's loss follows from one forward pass, computed here in NumPy."""
     keras.utils.set_random_seed(0)
-    images, labels = _images(), np.arange(16) % 4
+    images, labels = random_images(), np.arange(16) % 4
     views = 3 if method in ("simclr", "supcon") else 2
-    model = _model(method, num_views=views, **({"bn_groups": 1} if method == "moco" else {}))
+    model = method_model(method, num_views=views, **({"bn_groups": 1} if method == "moco" else {}))
     x = images.astype(np.float32) / 255
     z = np.asarray(model.projection_head(model.encoder(x, training=True), training=True))
     if method == "simclr":
@@ -159,18 +98,18 @@ def test_first_step_loss_is_the_methods_loss_on_its_own_projections(method):
     elif method == "supcon":
         expected = numpy_supcon(np.concatenate([z] * views), np.tile(labels, views), 0.5)
     elif method == "moco":
-        expected = _numpy_info_nce(z, z, np.asarray(model.queue.negatives()), 0.5)
+        expected = numpy_info_nce(z, z, np.asarray(model.queue.negatives()), 0.5)
     else:
         p = np.asarray(model.predictor(z, training=True))
-        cosine = np.mean(_numpy_cosines(p, z))
+        cosine = np.mean(numpy_cosines(p, z))
         expected = 2 * (2 - 2 * cosine) if method == "byol" else -cosine
     assert _one_step_loss(model, images, labels) == pytest.approx(expected, rel=2e-3, abs=2e-3)
 
 
 @pytest.mark.parametrize("method", ["moco", "byol", "simsiam", "supcon"])
 def test_every_method_round_trips_through_a_keras_file(method, tmp_path):
-    model = _model(method, augmenter=SimCLRAugment(seed=0), num_classes=4)
-    _one_step_loss(model, _images(), np.arange(16) % 4)
+    model = method_model(method, augmenter=SimCLRAugment(seed=0), num_classes=4)
+    _one_step_loss(model, random_images(), np.arange(16) % 4)
     model.save(tmp_path / "model.keras")
     restored = keras.models.load_model(tmp_path / "model.keras")
     assert type(restored) is type(model)
@@ -183,15 +122,15 @@ def test_every_method_round_trips_through_a_keras_file(method, tmp_path):
 
 def test_methods_refuse_arguments_that_cannot_work():
     with pytest.raises(UsageError, match="unknown method 'swav'"):
-        _model("swav")
+        method_model("swav")
     with pytest.raises(UsageError, match="simsiam compares two views, got num_views=4"):
-        _model("simsiam", num_views=4)
+        method_model("simsiam", num_views=4)
     with pytest.raises(UsageError, match="byol has no setting temperature"):
-        _model("byol", temperature=0.5)
+        method_model("byol", temperature=0.5)
 
 
 def test_supcon_refuses_unlabelled_data(tmp_path):
-    np.savez(tmp_path / "photos.npz", x_train=_images())
+    np.savez(tmp_path / "photos.npz", x_train=random_images())
     config = PretrainConfig(
         dataset=str(tmp_path / "photos.npz"), method="supcon", batch_size=8,
         model_dir=str(tmp_path)

@@ -1,11 +1,10 @@
 """SupCon, multi-view NT-Xent, other similarities, InfoNCE, BYOL's and SimSiam's losses,
 the margin contrastive loss and the triplet losses against independent NumPy references,
-on one device and on two."""
+on one device (tests/distributed has them on two replicas)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_losses import numpy_nt_xent
 
 from contrastive_tf.errors import UsageError
 from contrastive_tf.losses import (
@@ -19,58 +18,13 @@ from contrastive_tf.losses import (
     supcon_loss,
     triplet_loss,
 )
-
-
-def _unit(x):
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def numpy_supcon(z, labels, temperature):
-    """Khosla et al.'s L_out, anchor by anchor."""
-    z = _unit(np.asarray(z, np.float64))
-    losses = []
-    for i in range(len(z)):
-        others = [a for a in range(len(z)) if a != i]
-        positives = [p for p in others if labels[p] == labels[i]]
-        if not positives:
-            continue
-        log_denominator = np.log(sum(np.exp(z[i] @ z[a] / temperature) for a in others))
-        losses.append(-np.mean([z[i] @ z[p] / temperature - log_denominator for p in positives]))
-    return np.mean(losses)
-
-
-def numpy_similarity_nt_xent(z_a, z_b, temperature, kind):
-    z = np.concatenate([z_a, z_b]).astype(np.float64)
-    sim = {
-        "dot": lambda u, v: u @ v,
-        "neg_squared_euclidean": lambda u, v: -np.sum((u - v) ** 2),
-    }[kind]
-    n, total = len(z_a), 0.0
-    for i in range(2 * n):
-        logits = np.array([sim(z[i], z[k]) / temperature for k in range(2 * n)])
-        others = [k for k in range(2 * n) if k != i]
-        total += -(logits[(i + n) % (2 * n)] - np.log(np.sum(np.exp(logits[others]))))
-    return total / (2 * n)
-
-
-def numpy_triplets(x, labels, margin, mining):
-    """Every anchor (batch_hard) or (anchor, positive) pair (semi_hard), mined by loops."""
-    d = lambda u, v: np.sum((u - v) ** 2)  # noqa: E731
-    losses = []
-    for a in range(len(x)):
-        positives = [p for p in range(len(x)) if p != a and labels[p] == labels[a]]
-        negatives = [n for n in range(len(x)) if labels[n] != labels[a]]
-        if not positives or not negatives:
-            continue
-        if mining == "batch_hard":
-            hardest = max(d(x[a], x[p]) for p in positives)
-            losses.append(max(0.0, hardest - min(d(x[a], x[n]) for n in negatives) + margin))
-            continue
-        for p in positives:
-            farther = [d(x[a], x[n]) for n in negatives if d(x[a], x[n]) > d(x[a], x[p])]
-            chosen = min(farther) if farther else max(d(x[a], x[n]) for n in negatives)
-            losses.append(max(0.0, d(x[a], x[p]) - chosen + margin))
-    return np.mean(losses)
+from references import (
+    numpy_nt_xent,
+    numpy_similarity_nt_xent,
+    numpy_supcon,
+    numpy_triplets,
+    unit,
+)
 
 
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
@@ -107,7 +61,7 @@ def test_nt_xent_with_other_similarities_matches_numpy(kind):
 def test_info_nce_matches_numpy():
     rng = np.random.default_rng(3)
     query, positive, negatives = rng.normal(size=(5, 8)), rng.normal(size=(5, 8)), rng.normal(size=(30, 8))
-    q, p, k = _unit(query), _unit(positive), _unit(negatives)
+    q, p, k = unit(query), unit(positive), unit(negatives)
     expected = np.mean(
         [
             -np.log(np.exp(q[i] @ p[i] / 0.07) / (np.exp(q[i] @ p[i] / 0.07) + np.exp(k @ q[i] / 0.07).sum()))
@@ -122,7 +76,7 @@ def test_byol_and_simsiam_regression_losses_match_numpy():
     rng = np.random.default_rng(7)
     p, z = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
     # BYOL: the squared distance of the unit vectors; SimSiam: minus their cosine.
-    byol = np.mean(np.sum((_unit(p) - _unit(z)) ** 2, axis=1))
+    byol = np.mean(np.sum((unit(p) - unit(z)) ** 2, axis=1))
     simsiam = -np.mean([q @ y / np.linalg.norm(q) / np.linalg.norm(y) for q, y in zip(p, z)])
     assert float(normalized_regression_loss(p, z)) == pytest.approx(byol, rel=1e-5)
     assert float(negative_cosine_loss(p, z)) == pytest.approx(simsiam, rel=1e-5)
@@ -156,30 +110,3 @@ def test_mined_triplet_loss_matches_numpy(mining):
     np.testing.assert_allclose(float(mined_triplet_loss(x, labels, 0.5, mining)), expected, rtol=1e-4)
 
 
-def _under(strategy, loss_fn, *arrays):
-    """The mean over replicas of `loss_fn` on each replica's slice of `arrays`."""
-    dataset = tf.data.Dataset.from_tensor_slices(arrays).batch(len(arrays[0]))
-    batch = next(iter(strategy.experimental_distribute_dataset(dataset)))
-
-    @tf.function
-    def run(batch):
-        return strategy.reduce("MEAN", strategy.run(loss_fn, args=batch), None)
-
-    return float(run(batch))
-
-
-@pytest.mark.parametrize(
-    "name, loss_fn",
-    [
-        ("supcon", lambda z, y: supcon_loss(z, y, 0.2)),
-        ("batch_hard", lambda z, y: mined_triplet_loss(z, y, 0.5, "batch_hard")),
-        ("semi_hard", lambda z, y: mined_triplet_loss(z, y, 0.5, "semi_hard")),
-        ("three views", lambda z, y: multiview_nt_xent_loss([z, 2.0 * z + 0.1, z * z], 0.5)),
-    ],
-)
-def test_losses_over_two_replicas_equal_the_single_device_loss(mirrored, name, loss_fn):
-    rng = np.random.default_rng(6)
-    # Labels that split unevenly between the replicas' halves, so the anchors that count do too.
-    z, labels = rng.normal(size=(12, 4)).astype(np.float32), np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 4, 5])
-    single = _under(tf.distribute.OneDeviceStrategy("/cpu:0"), loss_fn, z, labels)
-    np.testing.assert_allclose(_under(mirrored, loss_fn, z, labels), single, rtol=1e-5)

@@ -1,0 +1,33 @@
+"""Small models and inputs that several test modules build."""
+
+import keras
+import numpy as np
+
+from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.encoders import build_encoder
+from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.methods import METHODS, SimCLR, contrastive_model
+
+SHAPE = (28, 28, 1)
+
+
+def random_images(count=16, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, *SHAPE), dtype=np.uint8)
+
+
+def method_model(method, augmenter=None, **kwargs):
+    encoder = build_encoder("small_cnn", SHAPE, width=0.25)
+    settings = {"projection_dim": 16, "queue_size": 64, "temperature": 0.5}
+    own = METHODS[method].settings() if method in METHODS else {}
+    kwargs = {**{name: value for name, value in settings.items() if name in own}, **kwargs}
+    return contrastive_model(method, encoder, augmenter or keras.layers.Identity(), **kwargs)
+
+
+def simclr_model(augmenter=None, num_classes=None, projection_layers=2):
+    return SimCLR(
+        encoder=build_encoder("small_cnn", (28, 28, 1), width=0.25),
+        projection_head=ProjectionHead(projection_layers, 16),
+        augmenter=augmenter or SimCLRAugment(seed=0),
+        temperature=0.5,
+        num_classes=num_classes,
+    )

@@ -1,0 +1,49 @@
+"""The momentum networks and MoCo's queue on one device and on two replicas."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from builders import method_model, random_images
+from contrastive_tf.methods.momentum import byol_momentum
+from references import (
+    unit,
+)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_byol_step_moves_the_target_by_the_scheduled_momentum(replicas, mirrored):
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = method_model("byol", target_momentum=0.9, total_steps=4)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+    target_before = [np.asarray(weight) for weight in model.target_network.weights]
+    model.fit(tf.data.Dataset.from_tensors(random_images()), epochs=1, verbose=0)
+    online = [*model.encoder.weights, *model.projection_head.weights]
+    momentum = float(byol_momentum(1, 4, base=0.9))  # after the first step
+    moved = 0
+    for before, after, source in zip(target_before, model.target_network.weights, online):
+        if source.trainable:
+            expected = momentum * before + (1 - momentum) * np.asarray(source)
+            np.testing.assert_allclose(after, expected, rtol=1e-4, atol=1e-6)
+            moved += not np.allclose(after, before)
+    assert moved > 10
+    assert not any(weight.path.startswith("target_network") for weight in model.trainable_weights)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_moco_queue_holds_the_keys_of_each_global_batch_in_order(replicas, mirrored):
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    batches = [random_images(16, seed) for seed in range(3)]
+    with strategy.scope():
+        # Momentum 1 keeps the key network at its first weights, so the keys are known.
+        model = method_model("moco", target_momentum=1.0, queue_size=56, bn_groups=1)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+    initial = np.asarray(model.queue.negatives())
+    model.fit(tf.data.Dataset.from_tensor_slices(np.stack(batches)), epochs=1, verbose=0)
+    keys = [unit(model.key_network(batch.astype(np.float32) / 255, training=True)) for batch in batches]
+    queue = np.asarray(model.queue.negatives())
+    np.testing.assert_allclose(queue[:48], np.concatenate(keys), atol=2e-2)
+    np.testing.assert_array_equal(queue[48:], initial[48:])
+    assert int(np.asarray(model.queue.position)) == 48

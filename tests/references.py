@@ -1,0 +1,81 @@
+"""NumPy transcriptions of the papers' reference code and of the losses' definitions: the
+expected values the tests compare the library with, computed independently of TensorFlow."""
+
+import numpy as np
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def numpy_nt_xent(z_a: np.ndarray, z_b: np.ndarray, temperature: float) -> float:
+    """The paper's definition, written out: 2N anchors, each with 1 positive and 2N-2 negatives."""
+    z = np.concatenate([z_a, z_b]).astype(np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(z_a)
+    total = 0.0
+    for i in range(2 * n):
+        positive = (i + n) % (2 * n)
+        similarities = np.array([z[i] @ z[k] / temperature for k in range(2 * n)])
+        others = [k for k in range(2 * n) if k != i]
+        total += -(similarities[positive] - np.log(np.sum(np.exp(similarities[others]))))
+    return total / (2 * n)
+
+
+def numpy_supcon(z, labels, temperature):
+    """Khosla et al.'s L_out, anchor by anchor."""
+    z = unit(np.asarray(z, np.float64))
+    losses = []
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        positives = [p for p in others if labels[p] == labels[i]]
+        if not positives:
+            continue
+        log_denominator = np.log(sum(np.exp(z[i] @ z[a] / temperature) for a in others))
+        losses.append(-np.mean([z[i] @ z[p] / temperature - log_denominator for p in positives]))
+    return np.mean(losses)
+
+
+def numpy_similarity_nt_xent(z_a, z_b, temperature, kind):
+    z = np.concatenate([z_a, z_b]).astype(np.float64)
+    sim = {
+        "dot": lambda u, v: u @ v,
+        "neg_squared_euclidean": lambda u, v: -np.sum((u - v) ** 2),
+    }[kind]
+    n, total = len(z_a), 0.0
+    for i in range(2 * n):
+        logits = np.array([sim(z[i], z[k]) / temperature for k in range(2 * n)])
+        others = [k for k in range(2 * n) if k != i]
+        total += -(logits[(i + n) % (2 * n)] - np.log(np.sum(np.exp(logits[others]))))
+    return total / (2 * n)
+
+
+def numpy_triplets(x, labels, margin, mining):
+    """Every anchor (batch_hard) or (anchor, positive) pair (semi_hard), mined by loops."""
+    d = lambda u, v: np.sum((u - v) ** 2)  # noqa: E731
+    losses = []
+    for a in range(len(x)):
+        positives = [p for p in range(len(x)) if p != a and labels[p] == labels[a]]
+        negatives = [n for n in range(len(x)) if labels[n] != labels[a]]
+        if not positives or not negatives:
+            continue
+        if mining == "batch_hard":
+            hardest = max(d(x[a], x[p]) for p in positives)
+            losses.append(max(0.0, hardest - min(d(x[a], x[n]) for n in negatives) + margin))
+            continue
+        for p in positives:
+            farther = [d(x[a], x[n]) for n in negatives if d(x[a], x[n]) > d(x[a], x[p])]
+            chosen = min(farther) if farther else max(d(x[a], x[n]) for n in negatives)
+            losses.append(max(0.0, d(x[a], x[p]) - chosen + margin))
+    return np.mean(losses)
+
+
+def numpy_info_nce(queries, keys, negatives, temperature):
+    queries, keys = unit(queries), unit(keys)
+    positive = np.exp(np.sum(queries * keys, axis=1) / temperature)
+    negative = np.exp(queries @ unit(negatives).T / temperature).sum(axis=1)
+    return float(np.mean(-np.log(positive / (positive + negative))))
+
+
+def numpy_cosines(a, b):
+    return np.sum(unit(a) * unit(b), axis=1)

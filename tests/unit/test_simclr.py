@@ -1,0 +1,81 @@
+"""The SimCLR keras.Model: fit, metrics, .keras files, XLA and mixed precision."""
+
+import keras
+import numpy as np
+import pytest
+
+from builders import random_images, simclr_model
+from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.encoders import build_encoder
+from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.methods import SimCLR
+from contrastive_tf.precision import global_precision
+
+
+def test_fit_logs_loss_contrastive_and_probe_accuracy():
+    model = simclr_model(num_classes=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    labels = np.arange(32) % 10
+    history = model.fit(random_images(32), labels, batch_size=8, epochs=2, verbose=0).history
+    assert set(history) == {"loss", "contrastive_accuracy", "probe_loss", "probe_accuracy"}
+    assert all(np.isfinite(history["loss"]))
+    # With 8 images (16 views) a chance-level loss is about log(15).
+    assert 1.0 < history["loss"][0] < 2 * np.log(15)
+
+
+def test_fit_without_labels_trains_without_the_probe():
+    model = simclr_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = model.fit(random_images(32), batch_size=8, epochs=1, verbose=0).history
+    assert set(history) == {"loss", "contrastive_accuracy"}
+
+
+def test_call_returns_the_representation():
+    model = simclr_model()
+    h = model(random_images(4))
+    assert h.shape == (4, 64)  # small_cnn width 0.25: 256 * 0.25 units
+
+
+def test_model_round_trips_through_a_keras_file(tmp_path):
+    model = simclr_model(num_classes=10, projection_layers=3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(random_images(32), np.arange(32) % 10, batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "simclr.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(restored, SimCLR) and restored.temperature == 0.5 and restored.num_classes == 10
+    assert int(restored.optimizer.iterations) == int(model.optimizer.iterations) == 4  # optimizer state came too
+    images = random_images(4, seed=1)
+    np.testing.assert_allclose(restored(images).numpy(), model(images).numpy(), rtol=1e-5, atol=1e-6)
+    # It keeps training from where it was.
+    restored.fit(random_images(32), np.arange(32) % 10, batch_size=8, epochs=1, verbose=0)
+
+
+def test_non_positive_temperature_is_rejected():
+    with pytest.raises(ValueError, match="temperature"):
+        SimCLR(build_encoder("small_cnn", (28, 28, 1)), ProjectionHead(), SimCLRAugment(), temperature=0.0)
+
+
+def test_fit_compiles_the_whole_step_with_xla():
+    """jit_compile=True (the default on GPUs and TPUs) compiles augmentation, encoder and loss."""
+    model = simclr_model(num_classes=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    history = model.fit(random_images(32), np.arange(32) % 10, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and 1.0 < history["loss"][0] < 2 * np.log(15)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_step_at_low_temperature_is_finite(policy):
+    """The encoder computes in half precision; NT-Xent's normalisation and softmax stay in float32."""
+    with global_precision(policy):
+        model = SimCLR(
+            encoder=build_encoder("small_cnn", (28, 28, 1), width=0.25),
+            projection_head=ProjectionHead(2, 16),
+            augmenter=SimCLRAugment(seed=0),
+            temperature=0.05,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+    assert model.encoder.compute_dtype == policy.removeprefix("mixed_")
+    history = model.fit(random_images(16), batch_size=8, epochs=2, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert keras.mixed_precision.global_policy().name == "float32"
