@@ -18,6 +18,8 @@ import keras
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # no public test for "inside XLA"
 
+from contrastive_tf.data import is_small
+
 # How far RngReadAndSkip(delta=1) advances the Philox counter; the XLA path does the same.
 _PHILOX_SKIP = [256, 0, 0]
 
@@ -529,7 +531,7 @@ class SimCLRAugment(keras.layers.Layer):
 
     Args:
         color_jitter_strength: s above; 0 turns colour distortion off.
-        blur: whether to blur; None means on for images larger than 32 px.
+        blur: whether to blur; None means on for images larger than CIFAR's 32 px.
         crop_scale: area range of the random crop.
         grayscale_probability: chance of turning a view gray.
         noise_stddev: Gaussian pixel noise; 0 turns it off.
@@ -596,7 +598,7 @@ class SimCLRAugment(keras.layers.Layer):
             images = self.color(images)
         if self.grayscale_probability > 0:
             images = self.gray(images)
-        blur = self.blur if self.blur is not None else images.shape[1] is not None and images.shape[1] > 32
+        blur = self.blur if self.blur is not None else images.shape[1] is not None and not is_small(images.shape[1:])
         if blur:
             images = self.blur_layer(images)
         if self.rotation_degrees > 0:

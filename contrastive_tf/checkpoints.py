@@ -59,7 +59,7 @@ def restore(model: keras.Model, directory: str | os.PathLike) -> int:
     except ValueError as error:
         raise UsageError(
             f"the checkpoint in {directory} was made by another model ({str(error).splitlines()[0]}); "
-            "use a new --model_dir, or the --method, --encoder and --width that made it"
+            "use a new model_dir, or the method, encoder and width that made it"
         ) from error
     return entry["step"]
 

@@ -21,6 +21,17 @@ import tensorflow as tf
 
 from contrastive_tf.errors import UsageError
 
+# Images up to this size are digit-sized (MNIST's 28 px): a small CNN suits them.
+DIGIT_MAX_SIZE = 28
+# Images up to this size are CIFAR-sized: SimCLR's CIFAR recipe gives them a ResNet stem
+# without downsampling and no blur.
+SMALL_MAX_SIZE = 32
+
+
+def is_small(image_shape: tuple[int, ...]) -> bool:
+    """Whether images of `image_shape` (height, width, ...) are CIFAR-sized or smaller."""
+    return max(image_shape[:2]) <= SMALL_MAX_SIZE
+
 
 def to_unit_range(images: tf.Tensor) -> tf.Tensor:
     """uint8 images in [0, 255] -> float32 in [0, 1]; float images pass through unchanged."""
@@ -266,7 +277,7 @@ def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
         train_labels = [UNLABELED] * len(train_files)
     if not train_files:
         raise UsageError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}; point --dataset at an image folder"
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}; point dataset at an image folder"
         )
     native, channels = _probe_images(train_files)
     size = (image_size, image_size) if image_size else native
@@ -307,8 +318,8 @@ def _load_tfds(name: str, data_dir: str | None) -> ImageData:
     if not builder.is_prepared() and not _can_reach_tfds_servers():
         where = data_dir or "the default TFDS folder (~/tensorflow_datasets)"
         raise UsageError(
-            f"{name} is not in {where} and this machine cannot download it; pass --data_dir=DIR "
-            f"with a prepared copy, or --dataset=PATH to a local .npz file or image folder"
+            f"{name} is not in {where} and this machine cannot download it; set data_dir to a folder "
+            f"with a prepared copy, or dataset to a local .npz file or image folder"
         )
     builder.download_and_prepare()
     train_split, test_split, unlabeled_split = TFDS_DATASETS[name]
@@ -352,7 +363,7 @@ def pretraining_batches(
     split = data.pretrain
     if split.num_examples < batch_size:
         raise UsageError(
-            f"{data.name} has {split.num_examples} images, fewer than one batch of {batch_size}; lower --batch_size"
+            f"{data.name} has {split.num_examples} images, fewer than one batch of {batch_size}; lower batch_size"
         )
     dataset = split.dataset
     if fits_in_memory(split, data.image_shape):

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from contrastive_tf.data import to_unit_range
 from contrastive_tf.distribute import minimize, step_logs
+from contrastive_tf.losses import check_temperature
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -29,8 +30,7 @@ class Distiller(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be > 0; received temperature={temperature}.")
+        check_temperature(temperature)
         self.student, self.teacher, self.augmenter, self.temperature = student, teacher, augmenter, temperature
         self.teacher.trainable = False
         self.loss_tracker = keras.metrics.Mean(name="loss")

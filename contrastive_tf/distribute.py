@@ -62,7 +62,7 @@ def check_batch_size(global_batch_size: int, strategy: tf.distribute.Strategy) -
     if global_batch_size // replicas < 2:
         raise UsageError(
             f"batch_size {global_batch_size} gives {global_batch_size // replicas} image(s) per replica; "
-            f"NT-Xent needs at least 2, so use --batch_size >= {2 * replicas}"
+            f"NT-Xent needs at least 2, so use batch_size >= {2 * replicas}"
         )
     return global_batch_size // replicas
 
@@ -97,7 +97,7 @@ def agree_across_workers(strategy: tf.distribute.Strategy, step: int, what: str)
     if len(steps) > 1:
         raise UsageError(
             f"the workers found different {what} (steps {', '.join(map(str, steps))}); give every worker "
-            "the same --model_dir on storage they all share"
+            "the same model_dir on storage they all share"
         )
     return step
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from contrastive_tf.data import DIGIT_MAX_SIZE, is_small
 from contrastive_tf.errors import UsageError
 
 # Blocks per stage, and whether the stage uses bottleneck blocks.
@@ -20,8 +21,6 @@ RESNET_DEPTHS = {
     "resnet50": ([3, 4, 6, 3], True),
 }
 ENCODERS = ("small_cnn", *RESNET_DEPTHS)
-# Inputs this small get the CIFAR stem (3x3 conv, stride 1, no max-pool).
-CIFAR_STEM_MAX_SIZE = 32
 
 
 def _batch_norm(x, zero_init: bool = False):
@@ -74,7 +73,7 @@ def resnet(
     blocks, bottleneck = RESNET_DEPTHS[depth]
     base = max(8, int(round(64 * width)))
     inputs = keras.Input(input_shape, name="images")
-    if max(input_shape[:2]) <= CIFAR_STEM_MAX_SIZE:
+    if is_small(input_shape):
         x = _conv_bn_relu(inputs, base, 3)
     else:
         x = _conv_bn_relu(inputs, base, 7, stride=2)
@@ -102,6 +101,11 @@ def small_cnn(input_shape: tuple[int, int, int] = (28, 28, 1), width: float = 1.
         x = _conv_bn_relu(x, count, 3, stride=2)
     outputs = layers.GlobalAveragePooling2D(name="representation")(x)
     return keras.Model(inputs, outputs, name=f"small_cnn_w{width:g}")
+
+
+def default_encoder(input_shape: tuple[int, int, int]) -> str:
+    """The encoder "auto" means: small_cnn for digit-sized images, else ResNet-18."""
+    return "small_cnn" if max(input_shape[:2]) <= DIGIT_MAX_SIZE else "resnet18"
 
 
 def build_encoder(name: str, input_shape: tuple[int, int, int], width: float = 1.0) -> keras.Model:

@@ -15,7 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive_tf.data import Split
+from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features, stratified_sample, top1_accuracy
+from contrastive_tf.losses import check_temperature
 
 # The protocol of Wu et al. 2018 that SSL papers report kNN accuracy with.
 KNN_K = 200
@@ -37,8 +39,9 @@ def knn_scores(
     Exact: every test image is compared with every training image, `batch_size` test
     images per matrix product, so memory stays at batch_size x num_train similarities.
     """
-    if k < 1 or temperature <= 0:
-        raise ValueError(f"k must be >= 1 and temperature > 0; got k={k}, temperature={temperature}")
+    check_temperature(temperature)
+    if k < 1:
+        raise UsageError(f"k must be >= 1, got {k}")
     train = tf.math.l2_normalize(tf.constant(train_features, tf.float32), axis=1)
     labels = tf.one_hot(tf.constant(train_labels, tf.int64), num_classes)
     k = min(k, len(train_features))

@@ -32,7 +32,8 @@ def gather_replicas(z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 SIMILARITIES = ("cosine", "dot", "neg_squared_euclidean")
 
 
-def _check_temperature(temperature: float | tf.Tensor) -> None:
+def check_temperature(temperature: float | tf.Tensor) -> None:
+    """UsageError (a ValueError) unless a softmax temperature is > 0; tensors pass."""
     if not isinstance(temperature, tf.Tensor) and temperature <= 0:
         raise UsageError(f"temperature must be > 0, got {temperature}")
 
@@ -81,7 +82,7 @@ def nt_xent_logits(
             an anchor's similarity to itself is masked out).
         targets [2n]: the column of each anchor's positive.
     """
-    _check_temperature(temperature)
+    check_temperature(temperature)
     # Compare in float32, whatever the compute precision.
     z_a, z_b = tf.cast(z_a, tf.float32), tf.cast(z_b, tf.float32)
     all_a, offset = gather_replicas(z_a)
@@ -140,7 +141,7 @@ def supcon_loss(z: tf.Tensor, labels: tf.Tensor, temperature: float = 0.1, kind:
     Under a strategy every replica's rows are candidates, and the replicas' losses
     average to the single-device loss on the global batch.
     """
-    _check_temperature(temperature)
+    check_temperature(temperature)
     z = tf.cast(z, tf.float32)
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
     all_z, offset = gather_replicas(z)
@@ -174,7 +175,7 @@ def info_nce_logits(
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """InfoNCE's logits [N, 1 + K] (cosine / tau; the positive in column 0, then the
     negatives) and targets [N] (zeros)."""
-    _check_temperature(temperature)
+    check_temperature(temperature)
     query = tf.math.l2_normalize(tf.cast(query, tf.float32), axis=1)
     positive = tf.math.l2_normalize(tf.cast(positive, tf.float32), axis=1)
     positive_logit = tf.reduce_sum(query * positive, axis=1, keepdims=True)

@@ -21,7 +21,7 @@ from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.checkpoints import TrainingCheckpoint, latest_step, restore, write_atomically
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import ImageData, load_data, pretraining_batches
-from contrastive_tf.encoders import build_encoder
+from contrastive_tf.encoders import build_encoder, default_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
 from contrastive_tf.export import check_export_target, export_encoder
@@ -56,10 +56,8 @@ class Run:
 
     @property
     def encoder_name(self) -> str:
-        """The configured encoder; "auto" is small_cnn for digit-sized images, else ResNet-18."""
-        if self.config.encoder != "auto":
-            return self.config.encoder
-        return "small_cnn" if max(self.data.image_shape[:2]) <= 28 else "resnet18"
+        """The configured encoder, or for "auto" `default_encoder` of the data's images."""
+        return default_encoder(self.data.image_shape) if self.config.encoder == "auto" else self.config.encoder
 
     def new_encoder(self) -> keras.Model:
         """A freshly initialised encoder of the run's architecture."""

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from contrastive_tf.errors import UsageError
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.losses import gather_replicas, info_nce_logits, mean_cross_entropy
+from contrastive_tf.losses import check_temperature, gather_replicas, info_nce_logits, mean_cross_entropy
 from contrastive_tf.methods.base import ContrastiveModel
 from contrastive_tf.methods.momentum import MomentumNetwork
 
@@ -95,8 +95,7 @@ class MoCo(ContrastiveModel):
         if bn_groups < 1:
             raise ValueError(f"`bn_groups` must be >= 1; received bn_groups={bn_groups}.")
         self.bn_groups = bn_groups
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be > 0; received temperature={temperature}.")
+        check_temperature(temperature)
         if not 0 <= momentum <= 1:
             raise ValueError(f"`momentum` must be in [0, 1]; received momentum={momentum}.")
         self.projection_head, self.temperature, self.momentum = projection_head, temperature, momentum

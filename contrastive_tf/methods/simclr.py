@@ -7,7 +7,13 @@ import keras
 import tensorflow as tf
 
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.losses import mean_cross_entropy, multiview_nt_xent_loss, nt_xent_logits, supcon_loss
+from contrastive_tf.losses import (
+    check_temperature,
+    mean_cross_entropy,
+    multiview_nt_xent_loss,
+    nt_xent_logits,
+    supcon_loss,
+)
 from contrastive_tf.methods.base import ContrastiveModel
 
 
@@ -45,8 +51,7 @@ class SimCLR(ContrastiveModel):
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be > 0; received temperature={temperature}.")
+        check_temperature(temperature)
         self.projection_head, self.temperature = projection_head, temperature
         self.contrastive_accuracy = keras.metrics.SparseCategoricalAccuracy(name="contrastive_accuracy")
         self._build_now()
