@@ -41,6 +41,17 @@ def _per_image(mask: tf.Tensor, if_true: tf.Tensor, if_false: tf.Tensor) -> tf.T
     return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), if_true, if_false)
 
 
+def resolve_flip(flip: bool | None, channels: int | None) -> bool:
+    """Whether to flip images with `channels` channels: `flip` when set, else (auto) only
+    colour images, since a mirrored digit or letter is another symbol or none.
+    Pretraining (`SimCLRAugment`) and fine-tuning share this rule, so they agree."""
+    if flip is not None:
+        return flip
+    if channels is None:
+        raise ValueError("`flip=None` (auto) needs a static channel count; set the input shape or `flip`.")
+    return channels > 1
+
+
 def _grayscale(images: tf.Tensor) -> tf.Tensor:
     """Luma of RGB images (or the image itself when it has one channel), keeping C."""
     if images.shape[-1] == 1:
@@ -255,6 +266,13 @@ class RandomHorizontalFlip(RandomlyApplied):
         return tf.reverse(images, axis=[2])
 
 
+def _scale_factors(seed: tf.Tensor, batch, strength: float) -> tf.Tensor:
+    """[B, 1, 1, 1] factors uniform in [max(1 - strength, 0), 1 + strength], as SimCLR
+    draws them: below 0, brightness would turn the image black and contrast or
+    saturation would invert it."""
+    return tf.reshape(_uniform(seed, [batch], max(1.0 - strength, 0.0), 1.0 + strength), [-1, 1, 1, 1])
+
+
 def _adjust_brightness(images, factor):
     return images * factor
 
@@ -283,8 +301,9 @@ class RandomColorJitter(RandomImageLayer):
     drawn per image.
 
     Each factor is drawn per image: brightness, contrast and saturation scale by a
-    factor in [1 - x, 1 + x], the hue shifts by up to +-`hue` of a full turn. Keras'
-    `RandomColorJitter` applies its four steps in a fixed order; SimCLR shuffles them.
+    factor in [max(1 - x, 0), 1 + x] (clamped at 0, as SimCLR), the hue shifts by up to
+    +-`hue` of a full turn. Keras' `RandomColorJitter` applies its four steps in a fixed
+    order; SimCLR shuffles them.
     On one-channel images saturation and hue leave the image unchanged.
 
     Args:
@@ -313,14 +332,10 @@ class RandomColorJitter(RandomImageLayer):
     def augment(self, images, seed):
         batch = tf.shape(images)[0]
         order_seed, *factor_seeds = _split(seed, 5)
-
-        def factor(factor_seed, strength):
-            return tf.reshape(_uniform(factor_seed, [batch], 1 - strength, 1 + strength), [-1, 1, 1, 1])
-
         steps: list[Callable[[tf.Tensor], tf.Tensor]] = [
-            lambda x: _adjust_brightness(x, factor(factor_seeds[0], self.brightness)),
-            lambda x: _adjust_contrast(x, factor(factor_seeds[1], self.contrast)),
-            lambda x: _adjust_saturation(x, factor(factor_seeds[2], self.saturation)),
+            lambda x: _adjust_brightness(x, _scale_factors(factor_seeds[0], batch, self.brightness)),
+            lambda x: _adjust_contrast(x, _scale_factors(factor_seeds[1], batch, self.contrast)),
+            lambda x: _adjust_saturation(x, _scale_factors(factor_seeds[2], batch, self.saturation)),
             lambda x: _adjust_hue(
                 x, tf.reshape(_uniform(factor_seeds[3], [batch], -self.hue, self.hue), [-1, 1, 1, 1])
             ),
@@ -357,6 +372,28 @@ class RandomGrayscale(RandomlyApplied):
 
     def transform(self, images):
         return _grayscale(images)
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomSolarize(RandomlyApplied):
+    """Solarizes each image with probability `probability`, as BYOL: pixels x >= 0.5
+    become 1 - x, darker pixels stay. BYOL solarizes one of its two views (p = 0.2).
+
+    Args:
+        probability: chance that an image is solarized.
+        seed: see `RandomImageLayer`.
+
+    Example:
+        >>> solarize = RandomSolarize(probability=1.0, seed=0)
+        >>> float(solarize(tf.fill([1, 2, 2, 1], 0.75))[0, 0, 0, 0])
+        0.25
+    """
+
+    def __init__(self, probability: float = 0.2, seed: int | None = None, **kwargs):
+        super().__init__(probability, seed=seed, **kwargs)
+
+    def transform(self, images):
+        return tf.where(images < 0.5, images, 1.0 - images)
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -521,10 +558,13 @@ class RandomApply(RandomlyApplied):
 class SimCLRAugment(keras.layers.Layer):
     """SimCLR's augmentation pipeline in one layer: one call makes one view per image.
 
-    Crop (area 0.08-1, aspect 3/4-4/3) -> horizontal flip -> colour distortion of
-    strength s (brightness, contrast, saturation 0.8 s, hue 0.2 s, random order) with
-    p=0.8 -> grayscale with p=0.2 -> Gaussian blur with p=0.5 -> optional noise and
-    rotation. `SimCLRAugment.cifar()` is the paper's CIFAR variant (s=0.5, no blur).
+    Crop (area 0.08-1, aspect 3/4-4/3) -> horizontal flip (colour images) -> colour
+    distortion of strength s (brightness, contrast, saturation 0.8 s, hue 0.2 s, random
+    order) with p=0.8 -> grayscale with p=0.2 -> Gaussian blur with p=0.5 -> optional
+    solarization, rotation and noise. `SimCLRAugment.cifar()` is the paper's CIFAR
+    variant (s=0.5, no blur). BYOL's two asymmetric views are two instances:
+    `blur=True, blur_probability=1.0` and
+    `blur=True, blur_probability=0.1, solarize_probability=0.2`.
 
     Input: float images in [0, 1], [B, H, W, C] with C = 1 or 3; output: same shape
     and range. Call it twice on the same batch for the two views.
@@ -537,6 +577,10 @@ class SimCLRAugment(keras.layers.Layer):
         noise_stddev: Gaussian pixel noise; 0 turns it off.
         rotation_degrees: random rotation range; 0 turns it off.
         seed: seeds every sub-layer, for a repeatable stream.
+        blur_probability: chance of blurring a view, when `blur` is on.
+        solarize_probability: chance of solarizing a view (BYOL); 0 turns it off.
+        flip: whether to flip half the views left-right; None means on for colour
+            images and off for grayscale ones (see `resolve_flip`).
 
     Example:
         >>> augment = SimCLRAugment(color_jitter_strength=0.5, seed=0)
@@ -553,6 +597,9 @@ class SimCLRAugment(keras.layers.Layer):
         noise_stddev: float = 0.0,
         rotation_degrees: float = 0.0,
         seed: int | None = None,
+        blur_probability: float = 0.5,
+        solarize_probability: float = 0.0,
+        flip: bool | None = None,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -561,9 +608,21 @@ class SimCLRAugment(keras.layers.Layer):
             raise ValueError(
                 f"`color_jitter_strength` must be >= 0; received color_jitter_strength={color_jitter_strength}."
             )
+        for name, value in (
+            ("grayscale_probability", grayscale_probability),
+            ("blur_probability", blur_probability),
+            ("solarize_probability", solarize_probability),
+        ):
+            _check_probability(name, value)
+        if flip is not None and not isinstance(flip, bool):
+            raise ValueError(f"`flip` must be True, False or None (auto); received flip={flip!r}.")
         self.color_jitter_strength, self.blur, self.crop_scale = color_jitter_strength, blur, tuple(crop_scale)
         self.grayscale_probability, self.noise_stddev = grayscale_probability, noise_stddev
         self.rotation_degrees, self.seed = rotation_degrees, seed
+        self.blur_probability, self.solarize_probability = blur_probability, solarize_probability
+        # `self.flip` names the flip layer (its weights' path in saved models), so the
+        # setting has another name.
+        self.flip_setting = flip
 
         def sub_seed(offset: int) -> int | None:
             return None if seed is None else seed * 16 + offset
@@ -577,13 +636,19 @@ class SimCLRAugment(keras.layers.Layer):
             seed=sub_seed(3),
         )
         self.gray = RandomGrayscale(grayscale_probability, seed=sub_seed(4))
-        self.blur_layer = RandomApply(RandomGaussianBlur(seed=sub_seed(5)), probability=0.5, seed=sub_seed(6))
+        self.blur_layer = RandomApply(
+            RandomGaussianBlur(seed=sub_seed(5)), probability=blur_probability, seed=sub_seed(6)
+        )
         self.noise = RandomGaussianNoise(noise_stddev, seed=sub_seed(7))
         self.rotation = RandomRotation(rotation_degrees, seed=sub_seed(8))
+        # Made only when used, so models saved before solarization existed still load.
+        self.solarize = RandomSolarize(solarize_probability, seed=sub_seed(9)) if solarize_probability > 0 else None
 
     def build(self, input_shape):
         for layer in (self.crop, self.flip, self.color, self.gray, self.blur_layer, self.noise, self.rotation):
             layer.build(input_shape)
+        if self.solarize is not None:
+            self.solarize.build(input_shape)
 
     @classmethod
     def cifar(cls, seed: int | None = None) -> SimCLRAugment:
@@ -593,7 +658,9 @@ class SimCLRAugment(keras.layers.Layer):
     def call(self, images: tf.Tensor, training: bool = True) -> tf.Tensor:
         if not training:
             return images
-        images = self.flip(self.crop(images))
+        images = self.crop(images)
+        if resolve_flip(self.flip_setting, images.shape[-1]):
+            images = self.flip(images)
         if self.color_jitter_strength > 0:
             images = self.color(images)
         if self.grayscale_probability > 0:
@@ -601,6 +668,8 @@ class SimCLRAugment(keras.layers.Layer):
         blur = self.blur if self.blur is not None else images.shape[1] is not None and not is_small(images.shape[1:])
         if blur:
             images = self.blur_layer(images)
+        if self.solarize is not None:
+            images = self.solarize(images)
         if self.rotation_degrees > 0:
             images = self.rotation(images)
         if self.noise_stddev > 0:
@@ -620,4 +689,7 @@ class SimCLRAugment(keras.layers.Layer):
             "noise_stddev": self.noise_stddev,
             "rotation_degrees": self.rotation_degrees,
             "seed": self.seed,
+            "blur_probability": self.blur_probability,
+            "solarize_probability": self.solarize_probability,
+            "flip": self.flip_setting,
         }

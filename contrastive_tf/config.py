@@ -61,7 +61,7 @@ class PretrainConfig:
     # Data.
     dataset: str = setting(
         "sample",
-        "'sample' (embedded MNIST digits), a TFDS name (mnist, fashion_mnist, cifar10, cifar100, stl10), "
+        "'sample' (embedded MNIST digits), a TFDS name (mnist, fashion_mnist, cifar10, cifar100, stl10, imagenet2012), "
         "a Keras-layout .npz, or an image folder.",
         "data",
     )
@@ -77,25 +77,38 @@ class PretrainConfig:
     )
     width: float = setting(1.0, "Encoder width multiplier.", "method", valid=positive())
     projection_layers: int | None = setting(
-        None, "Projection head layers (2: SimCLR v1, 3: v2); default: the method's (2).", "method", valid=at_least(1)
+        None, "Projection head layers (2: SimCLR v1, 3: v2); default: the method's.", "method", valid=at_least(1)
     )
     projection_dim: int | None = setting(
-        None, "Projection (z) dimension; default: the method's (128).", "method", valid=at_least(1)
+        None, "Projection (z) dimension; default: the method's.", "method", valid=at_least(1)
+    )
+    projection_hidden_dim: int | None = setting(
+        None,
+        "Width of the projection head's hidden layers; default: the method's (simclr, moco, supcon: as wide as h).",
+        "method",
+        valid=at_least(1),
+    )
+    predictor_hidden_dim: int | None = setting(
+        None,
+        "Width of the predictor's hidden layer (byol, simsiam); default: the method's.",
+        "method",
+        valid=at_least(1),
     )
     temperature: float | None = setting(
         None,
-        "Temperature tau of NT-Xent (simclr), InfoNCE (moco) and SupCon; default: the method's "
-        "(simclr 0.2, moco 0.2, supcon 0.1).",
+        "Temperature tau of NT-Xent (simclr), InfoNCE (moco) and SupCon; default: the method's.",
         "method",
         valid=positive(),
     )
     target_momentum: float | None = setting(
         None,
-        "Momentum of MoCo's key / BYOL's target network; default: the method's (0.99 / 0.996).",
+        "Momentum of MoCo's key / BYOL's target network; default: the method's.",
         "method",
         valid=within(0, 1),
     )
-    queue_size: int | None = setting(None, "MoCo's queue of negatives; default 4096.", "method", valid=at_least(1))
+    queue_size: int | None = setting(
+        None, "MoCo's queue of negatives; default: the method's.", "method", valid=at_least(1)
+    )
     # Optimisation.
     batch_size: int = setting(
         256, "Global batch size (images; each gives num_views views).", "optimisation", valid=at_least(2)
@@ -115,6 +128,9 @@ class PretrainConfig:
     blur: bool | None = setting(None, "Gaussian blur; default (auto): on above 32 px.", "augmentation")
     crop_scale_min: float = setting(
         0.2, "Smallest random-crop area fraction.", "augmentation", valid=within(0, 1, low_open=True)
+    )
+    flip: bool | None = setting(
+        None, "Random horizontal flip; default (auto): off for grayscale images, on for colour.", "augmentation"
     )
     # Run.
     seed: int = setting(0, "Random seed for weights, shuffling and augmentation.", "run")

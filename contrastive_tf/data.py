@@ -47,6 +47,8 @@ TFDS_DATASETS = {
     "cifar10": ("train", "test", None),
     "cifar100": ("train", "test", None),
     "stl10": ("train", "test", "unlabelled"),
+    # Needs a prepared copy (TFDS cannot download ImageNet); images are resized to image_size.
+    "imagenet2012": ("train", "validation", None),
 }
 SAMPLE = "sample"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")

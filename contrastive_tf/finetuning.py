@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.augmentation import RandomHorizontalFlip, RandomResizedCrop
+from contrastive_tf.augmentation import RandomHorizontalFlip, RandomResizedCrop, resolve_flip
 from contrastive_tf.data import Split, to_unit_range
 from contrastive_tf.evaluation import split_labels, top1_accuracy
 from contrastive_tf.heads import ProjectionHead
@@ -17,11 +17,12 @@ from contrastive_tf.heads import ProjectionHead
 # What `experiments.finetune` saves and `experiments.distill` loads as its teacher.
 
 
-def light_augmentation(channels: int, seed: int = 0) -> keras.Sequential:
-    """A random crop of at least half the image, plus a horizontal flip for colour
-    images (a flipped digit is another symbol, so grayscale images are not flipped)."""
+def light_augmentation(channels: int, seed: int = 0, flip: bool | None = None) -> keras.Sequential:
+    """A random crop of at least half the image, plus a horizontal flip. `flip=None`
+    (auto) flips colour images only, by the rule pretraining's `SimCLRAugment` follows
+    (`resolve_flip`: a flipped digit is another symbol)."""
     layers = [RandomResizedCrop(scale=(0.5, 1.0), seed=seed)]
-    if channels == 3:
+    if resolve_flip(flip, channels):
         layers.append(RandomHorizontalFlip(seed=seed + 1))
     return keras.Sequential(layers, name="light_augmentation")
 

@@ -14,8 +14,11 @@ class ProjectionHead(keras.layers.Layer):
     Hidden layers are as wide as h (`hidden_dim=None`), the last layer has `output_dim`
     units. In v2 every layer is followed by (synchronised) batch norm, the last one
     without a learned shift, as in SimCLRv2; SimCLRv2 fine-tunes from the first layer,
-    which `layers_upto(1)` gives. BYOL's MLPs normalise the hidden layers only
-    (`output_norm=False`).
+    which `layers_upto(1)` gives. A Dense followed by BN has no bias (the BN's mean
+    subtraction would cancel it). The BN uses the encoder's momentum 0.9 and epsilon 1e-5,
+    as SimCLR's `tf2/model.py` and `resnet.py` do. BYOL's MLPs normalise the hidden layers
+    only and end in a Dense without bias (`output_norm=False, output_bias=False`);
+    SimSiam's projector ends in a BN with neither shift nor scale (`output_scale=False`).
 
     Args:
         num_layers: 2 (SimCLR v1 style) or more (3 in SimCLR v2).
@@ -23,6 +26,8 @@ class ProjectionHead(keras.layers.Layer):
         hidden_dim: width of the hidden layers; None uses the width of h.
         batch_norm: whether to add BN after the hidden layers (v2); defaults to num_layers >= 3.
         output_norm: whether BN also follows the last layer; defaults to `batch_norm`.
+        output_scale: whether that last BN learns a scale (SimCLRv2's does, SimSiam's not).
+        output_bias: whether the last Dense has a bias when no BN follows it.
 
     Example:
         >>> head = ProjectionHead(num_layers=3, output_dim=128)
@@ -37,6 +42,8 @@ class ProjectionHead(keras.layers.Layer):
         hidden_dim: int | None = None,
         batch_norm: bool | None = None,
         output_norm: bool | None = None,
+        output_scale: bool = True,
+        output_bias: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -49,7 +56,9 @@ class ProjectionHead(keras.layers.Layer):
         self.num_layers, self.output_dim, self.hidden_dim = num_layers, output_dim, hidden_dim
         self.batch_norm = num_layers >= 3 if batch_norm is None else batch_norm
         self.output_norm = self.batch_norm if output_norm is None else output_norm
+        self.output_scale, self.output_bias = output_scale, output_bias
         self.dense_layers: list[layers.Layer] = []
+        # Only the normalised layers have one, in order; `layers_upto` pairs them up.
         self.norm_layers: list[layers.Layer] = []
 
     def build(self, input_shape):
@@ -60,7 +69,7 @@ class ProjectionHead(keras.layers.Layer):
             normalised = self._normalised(index)
             dense = layers.Dense(
                 self.output_dim if last else hidden,
-                use_bias=not normalised,
+                use_bias=not normalised and (self.output_bias or not last),
                 name=f"dense_{index}",
                 dtype=self.dtype_policy,
             )
@@ -69,7 +78,13 @@ class ProjectionHead(keras.layers.Layer):
             self.dense_layers.append(dense)
             if normalised:
                 norm = layers.BatchNormalization(
-                    synchronized=True, center=not last, name=f"bn_{index}", dtype=self.dtype_policy
+                    synchronized=True,
+                    momentum=0.9,
+                    epsilon=1e-5,
+                    center=not last,
+                    scale=self.output_scale or not last,
+                    name=f"bn_{index}",
+                    dtype=self.dtype_policy,
                 )
                 norm.build(shape)
                 self.norm_layers.append(norm)
@@ -79,11 +94,11 @@ class ProjectionHead(keras.layers.Layer):
 
     def layers_upto(self, count: int, h, training=False):
         """Output of the first `count` layers (with their BN and ReLU) on h."""
-        x = h
+        x, norms = h, iter(self.norm_layers)
         for index in range(count):
             x = self.dense_layers[index](x)
             if self._normalised(index):
-                x = self.norm_layers[index](x, training=training)
+                x = next(norms)(x, training=training)
             if index < self.num_layers - 1:
                 x = keras.ops.relu(x)
         return x
@@ -102,10 +117,15 @@ class ProjectionHead(keras.layers.Layer):
             "hidden_dim": self.hidden_dim,
             "batch_norm": self.batch_norm,
             "output_norm": self.output_norm,
+            "output_scale": self.output_scale,
+            "output_bias": self.output_bias,
         }
 
 
-def prediction_head(output_dim: int, hidden_dim: int | None = None) -> ProjectionHead:
+def prediction_head(output_dim: int, hidden_dim: int | None = None, output_bias: bool = True) -> ProjectionHead:
     """BYOL's and SimSiam's predictor q: Dense-BN-ReLU-Dense from z to z's size, so that
-    the online network predicts the other view's (target) projection."""
-    return ProjectionHead(2, output_dim, hidden_dim, batch_norm=True, output_norm=False, name="predictor")
+    the online network predicts the other view's (target) projection. BYOL's ends without
+    a bias (`output_bias=False`), SimSiam's with one."""
+    return ProjectionHead(
+        2, output_dim, hidden_dim, batch_norm=True, output_norm=False, output_bias=output_bias, name="predictor"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import keras
 from keras import ops
@@ -13,21 +14,54 @@ OPTIMIZERS = ("lars", "sgd", "adam", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
 
 
+class _CoupledWeightDecayMomentum(keras.optimizers.Optimizer):
+    """Momentum SGD whose weight decay is coupled L2: wd * w joins the gradient before the
+    momentum, as in SimCLR's LARS and torch's SGD. Keras' own `weight_decay` is left unset,
+    as Keras would otherwise shrink w a second time, decoupled, before the step. Variables
+    passed to `exclude_from_weight_decay` get no decay."""
+
+    def __init__(self, learning_rate, momentum: float, weight_decay: float, name: str, **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"`momentum` must be in [0, 1); received momentum={momentum}.")
+        if weight_decay < 0:
+            raise ValueError(f"`weight_decay` must be >= 0; received weight_decay={weight_decay}.")
+        self.momentum, self.l2_weight_decay = momentum, weight_decay
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self.velocities = self.add_optimizer_variables(var_list, "velocity")
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "weight_decay": self.l2_weight_decay}
+
+
 @keras.saving.register_keras_serializable(package="contrastive_tf")
-class LARS(keras.optimizers.Optimizer):
-    """LARS (You et al. 2017) as used by SimCLR: SGD with momentum, where each weight
-    matrix's step is scaled by trust_coefficient * ||w|| / ||g + wd * w||.
+class LARS(_CoupledWeightDecayMomentum):
+    """LARS (You et al. 2017) as SimCLR runs it: classic momentum where each weight
+    matrix's learning rate is scaled by its trust ratio, per step, before it joins the
+    velocity (so past steps keep the rate they were taken with):
+
+        g <- g + wd * w;  trust = eta * ||w|| / ||g||  (1 if either norm is 0)
+        v <- m * v + lr * trust * g;  w <- w - v   (Nesterov: w <- w - (m * v + lr * trust * g))
 
     One-dimensional variables (batch-norm scales and shifts, biases) get neither weight
     decay nor the trust ratio, as in SimCLR; deciding by rank, not by variable name,
-    keeps this right for any encoder.
+    keeps this right for any encoder. Variables passed to `exclude_from_weight_decay` get
+    neither either (SimCLR's exclusion list serves both, as for its supervised head).
 
     Args:
         learning_rate: float or schedule.
-        momentum: heavy-ball momentum.
+        momentum: heavy-ball momentum, in [0, 1).
         weight_decay: L2 coefficient, added to the gradient of weight matrices.
-        trust_coefficient: eta in the LARS trust ratio.
+        trust_coefficient: eta in the LARS trust ratio, > 0.
         nesterov: use Nesterov momentum.
+
+    Example:
+        >>> optimizer = LARS(warmup_cosine(4.8, total_steps=10_000, warmup_steps=500))
+        >>> exclude_vectors_from_weight_decay(optimizer, model.trainable_variables, plain=probe.trainable_variables)
     """
 
     def __init__(
@@ -40,46 +74,68 @@ class LARS(keras.optimizers.Optimizer):
         name: str = "lars",
         **kwargs,
     ):
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"`momentum` must be in [0, 1); received momentum={momentum}.")
-        if weight_decay < 0 or trust_coefficient <= 0:
-            raise ValueError(
-                f"`weight_decay` must be >= 0 and `trust_coefficient` > 0; received "
-                f"weight_decay={weight_decay}, trust_coefficient={trust_coefficient}."
-            )
-        self.momentum, self.lars_weight_decay = momentum, weight_decay
+        super().__init__(learning_rate, momentum, weight_decay, name, **kwargs)
+        if trust_coefficient <= 0:
+            raise ValueError(f"`trust_coefficient` must be > 0; received trust_coefficient={trust_coefficient}.")
         self.trust_coefficient, self.nesterov = trust_coefficient, nesterov
-
-    def build(self, var_list):
-        if self.built:
-            return
-        super().build(var_list)
-        self.velocities = self.add_optimizer_variables(var_list, "velocity")
 
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         velocity = self.velocities[self._get_variable_index(variable)]
-        if len(variable.shape) > 1:
-            gradient = gradient + self.lars_weight_decay * variable
+        if len(variable.shape) > 1 and self._use_weight_decay(variable):
+            gradient = gradient + self.l2_weight_decay * variable
             w_norm, g_norm = ops.norm(ops.reshape(variable, [-1])), ops.norm(ops.reshape(gradient, [-1]))
             trust = ops.where(
                 (w_norm > 0) & (g_norm > 0), self.trust_coefficient * w_norm / g_norm, ops.ones_like(w_norm)
             )
             learning_rate = learning_rate * trust
-        self.assign(velocity, self.momentum * velocity + gradient)
-        step = self.momentum * velocity + gradient if self.nesterov else velocity
-        self.assign_sub(variable, learning_rate * step)
+        step = learning_rate * gradient
+        next_velocity = self.momentum * velocity + step
+        self.assign(velocity, next_velocity)
+        self.assign_sub(variable, self.momentum * next_velocity + step if self.nesterov else next_velocity)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "momentum": self.momentum,
-            "weight_decay": self.lars_weight_decay,
-            "trust_coefficient": self.trust_coefficient,
-            "nesterov": self.nesterov,
-        }
+        return {**super().get_config(), "trust_coefficient": self.trust_coefficient, "nesterov": self.nesterov}
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class CoupledSGD(_CoupledWeightDecayMomentum):
+    """SGD with momentum and L2 weight decay added to the gradient, as torch's SGD (which
+    MoCo, SimSiam, lightly and solo-learn use); Keras' SGD decays weights decoupled instead.
+
+        g <- g + wd * w;  v <- m * v + g;  w <- w - lr * v
+
+    This is torch's momentum convention: the current learning rate scales the whole
+    velocity. Keras' SGD keeps v' = m * v' - lr * g, w <- w + v' instead, the same steps
+    while the learning rate is constant (v' = -lr * v), not under a schedule.
+
+    Args:
+        learning_rate: float or schedule.
+        momentum: heavy-ball momentum, in [0, 1).
+        weight_decay: L2 coefficient, added to the gradient of every variable not passed
+            to `exclude_from_weight_decay` (see `exclude_vectors_from_weight_decay`).
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.03,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        name: str = "coupled_sgd",
+        **kwargs,
+    ):
+        super().__init__(learning_rate, momentum, weight_decay, name, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        velocity = self.velocities[self._get_variable_index(variable)]
+        if self._use_weight_decay(variable):
+            gradient = gradient + self.l2_weight_decay * variable
+        next_velocity = self.momentum * velocity + gradient
+        self.assign(velocity, next_velocity)
+        self.assign_sub(variable, learning_rate * next_velocity)
 
 
 def scale_learning_rate(base: float, batch_size: int, scaling: str = "linear") -> float:
@@ -107,22 +163,27 @@ def warmup_cosine(peak: float, total_steps: int, warmup_steps: int) -> keras.opt
 def build_optimizer(
     name: str, learning_rate, weight_decay: float = 1e-6, momentum: float = 0.9
 ) -> keras.optimizers.Optimizer:
-    """One of `OPTIMIZERS`. Adam has no weight decay; LARS skips 1-D variables itself,
-    for SGD and AdamW call `exclude_vectors_from_weight_decay` once the model is built."""
+    """One of `OPTIMIZERS`. LARS and SGD add L2 weight decay to the gradient (SimCLR's and
+    torch's convention), AdamW decays decoupled, Adam not at all. Call
+    `exclude_vectors_from_weight_decay` once the model is built."""
     if name == "lars":
         return LARS(learning_rate, momentum=momentum, weight_decay=weight_decay)
     if name == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=weight_decay or None)
-    elif name == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate)
-    elif name == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    else:
-        raise UsageError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return optimizer
+        return CoupledSGD(learning_rate, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    raise UsageError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def exclude_vectors_from_weight_decay(optimizer: keras.optimizers.Optimizer, variables) -> None:
-    """Keeps weight decay off 1-D variables (BN, biases); call before the first step."""
-    if not isinstance(optimizer, LARS) and optimizer.weight_decay:
-        optimizer.exclude_from_weight_decay(var_list=[v for v in variables if len(v.shape) < 2])
+def exclude_vectors_from_weight_decay(
+    optimizer: keras.optimizers.Optimizer, variables: Iterable, plain: Iterable = ()
+) -> None:
+    """Keeps weight decay off 1-D variables (batch norm, biases) and off `plain`, the
+    variables that should take plain steps: under LARS, `plain` also gets no trust ratio.
+    Pass the online probe's variables as `plain`, as SimCLR does its supervised head: its
+    step should not depend on the encoder's contrastive settings. Call once, before the
+    first step (each call replaces the last one's exclusions)."""
+    excluded = [v for v in variables if len(v.shape) < 2] + list(plain)
+    optimizer.exclude_from_weight_decay(var_list=excluded)

@@ -113,6 +113,7 @@ def build_model(run: Run) -> ContrastiveModel:
         blur=config.blur,
         crop_scale=(config.crop_scale_min, 1.0),
         seed=config.seed,
+        flip=config.flip,
     )
     with run.strategy.scope(), global_precision(run.precision):
         model = contrastive_model(
@@ -128,7 +129,8 @@ def build_model(run: Run) -> ContrastiveModel:
         peak = scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
         schedule = warmup_cosine(peak, total_steps, int(config.warmup_epochs * run.steps_per_epoch))
         optimizer = build_optimizer(config.optimizer, schedule, config.weight_decay)
-        exclude_vectors_from_weight_decay(optimizer, model.trainable_variables)
+        probe = model.probe.trainable_variables if model.probe is not None else []
+        exclude_vectors_from_weight_decay(optimizer, model.trainable_variables, plain=probe)
         model.compile(optimizer=optimizer, jit_compile=run.jit_compile)
         # Now, not at the first step: under multi_worker every worker must create the same
         # variables in the same order, whether or not it has a checkpoint to restore.

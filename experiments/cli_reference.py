@@ -13,6 +13,7 @@ import pathlib
 from absl import flags
 
 from contrastive_tf.config import GROUPS, PretrainConfig
+from contrastive_tf.methods import METHODS, setting_names
 
 ENTRY_POINTS = ("pretrain", "linear_eval", "knn_eval", "finetune", "distill", "quality", "benchmark")
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "cli.md"
@@ -62,7 +63,24 @@ def _section(name: str) -> list[str]:
     for group in GROUPS:
         members = [flag for flag in flag_list if _PRETRAIN_GROUPS.get(flag.name, "run") == group]
         lines += [f"### {group.capitalize()}", "", *_table(members), ""]
+        if group == "method":
+            lines += _method_defaults()
     return lines
+
+
+def _method_defaults() -> list[str]:
+    """Each method's own settings and their defaults, from the methods themselves: what a
+    setting left unset becomes."""
+    names = sorted(setting_names())
+    lines = ["Each method's defaults for the settings left unset (- : the method has no such setting):", ""]
+    lines += ["| setting | " + " | ".join(f"`{method}`" for method in METHODS) + " |"]
+    lines += ["| --- |" + " --- |" * len(METHODS)]
+    for name in names:
+        values = [model_class.settings().get(name, "-") for model_class in METHODS.values()]
+        cells = ["as wide as h" if value is None else str(value) for value in values]
+        label = f"`--{name}`" if name in _PRETRAIN_GROUPS else f"`{name}` (Python only)"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def render() -> str:

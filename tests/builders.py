@@ -17,7 +17,13 @@ def random_images(count=16, seed=0):
 
 def method_model(method, augmenter=None, **kwargs):
     encoder = build_encoder("small_cnn", SHAPE, width=0.25)
-    settings = {"projection_dim": 16, "queue_size": 64, "temperature": 0.5}
+    settings = {
+        "projection_dim": 16,
+        "projection_hidden_dim": 32,
+        "predictor_hidden_dim": 8,
+        "queue_size": 64,
+        "temperature": 0.5,
+    }
     own = METHODS[method].settings() if method in METHODS else {}
     kwargs = {**{name: value for name, value in settings.items() if name in own}, **kwargs}
     return contrastive_model(method, encoder, augmenter or keras.layers.Identity(), **kwargs)

@@ -79,3 +79,32 @@ def numpy_info_nce(queries, keys, negatives, temperature):
 
 def numpy_cosines(a, b):
     return np.sum(unit(a) * unit(b), axis=1)
+
+
+def numpy_lars_step(w, g, v, learning_rate, *, momentum, weight_decay, eta, nesterov, decay, adapt):
+    """One step of SimCLR's LARS on one variable, returning the new (w, v): the maths of
+    google-research/simclr, tf2/lars_optimizer.py, `LARSOptimizer._resource_apply_dense`
+    with classic_momentum=True (its default). `decay` and `adapt` say that the variable's
+    name matches no pattern of `exclude_from_weight_decay`, `exclude_from_layer_adaptation`."""
+    w, g, v = (np.asarray(x, np.float64) for x in (w, g, v))
+    if decay and weight_decay:
+        g = g + weight_decay * w
+    trust = 1.0
+    if adapt:
+        w_norm, g_norm = np.linalg.norm(w.ravel()), np.linalg.norm(g.ravel())
+        trust = eta * w_norm / g_norm if w_norm > 0 and g_norm > 0 else 1.0
+    scaled_lr = learning_rate * trust
+    v = momentum * v + scaled_lr * g
+    update = momentum * v + scaled_lr * g if nesterov else v
+    return w - update, v
+
+
+def numpy_torch_sgd_step(w, g, buffer, learning_rate, *, momentum, weight_decay):
+    """One step of torch.optim.SGD (no dampening, no Nesterov), as facebookresearch/moco,
+    main_moco.py builds it, on one variable, returning the new (w, buffer): L2 joins the
+    gradient before the momentum buffer, and the learning rate scales the whole buffer.
+    Torch starts the buffer at g, the same as a zero buffer here."""
+    w, g, buffer = (np.asarray(x, np.float64) for x in (w, g, buffer))
+    g = g + weight_decay * w
+    buffer = momentum * buffer + g
+    return w - learning_rate * buffer, buffer

@@ -20,8 +20,8 @@ class BYOL(ContrastiveModel):
 
     Args:
         encoder, projection_head, augmenter: as in `SimCLR` (the paper's head is
-            Dense-BN-ReLU-Dense: `ProjectionHead(2, 256, batch_norm=True, output_norm=False)`).
-        predictor: q, z -> z; see `heads.prediction_head`.
+            Dense(4096)-BN-ReLU-Dense(256), see `create`).
+        predictor: q, z -> z, the same MLP; see `heads.prediction_head`.
         base_momentum: the target's momentum at the first step; it rises to 1 along a
             cosine over `total_steps`.
         total_steps: the length of training, for the momentum schedule.
@@ -64,11 +64,23 @@ class BYOL(ContrastiveModel):
         total_steps: int = 1000,
         target_momentum: float = 0.996,
         projection_layers: int = 2,
-        projection_dim: int = 128,
+        projection_dim: int = 256,
+        projection_hidden_dim: int = 4096,
+        predictor_hidden_dim: int = 4096,
     ) -> BYOL:
-        """BYOL with a batch-normalised projection head and a predictor as wide as h."""
-        head = ProjectionHead(projection_layers, projection_dim, batch_norm=True, output_norm=False)
-        predictor = prediction_head(projection_dim, hidden_dim=encoder.output_shape[-1])
+        """BYOL with the paper's networks (`byol/utils/networks.py`, MLP): projector and
+        predictor are Dense(4096)-BN-ReLU-Dense(256), BN on the hidden layer only and no
+        bias on the output; the sizes are the same on ImageNet and CIFAR (solo-learn's
+        `scripts/pretrain/cifar/byol.yaml`)."""
+        head = ProjectionHead(
+            projection_layers,
+            projection_dim,
+            projection_hidden_dim,
+            batch_norm=True,
+            output_norm=False,
+            output_bias=False,
+        )
+        predictor = prediction_head(projection_dim, predictor_hidden_dim, output_bias=False)
         return cls(encoder, head, predictor, augmenter, target_momentum, total_steps, num_classes, num_views)
 
     def heads(self):

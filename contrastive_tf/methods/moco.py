@@ -119,9 +119,10 @@ class MoCo(ContrastiveModel):
         bn_groups: int = 4,
         projection_layers: int = 2,
         projection_dim: int = 128,
+        projection_hidden_dim: int | None = None,
     ) -> MoCo:
         """MoCo v2 with its MLP head; momentum 0.99 suits short runs (the paper: 0.999)."""
-        head = ProjectionHead(projection_layers, projection_dim)
+        head = ProjectionHead(projection_layers, projection_dim, projection_hidden_dim)
         return cls(
             encoder, head, augmenter, temperature, target_momentum, queue_size, num_classes, num_views, bn_groups
         )

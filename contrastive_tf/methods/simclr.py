@@ -1,5 +1,10 @@
 """SimCLR (Chen et al. 2020) and SupCon (Khosla et al. 2020): views of each image, one
-encoder and projection head, and NT-Xent (or its supervised form) over the global batch."""
+encoder and projection head, and NT-Xent (or its supervised form) over the global batch.
+
+Both follow their reference code in running the encoder once over all views of the batch
+(google-research/simclr `tf2/model.py`, `Model.__call__`; HobbitLong/SupContrast
+`main_supcon.py`, `train`): batch norm normalises over all of them, and its moving
+averages move once per step."""
 
 from __future__ import annotations
 
@@ -22,6 +27,13 @@ class SimCLR(ContrastiveModel):
     """SimCLR (Chen et al. 2020): augmented views of each image, encoder f, head g,
     NT-Xent on the projections, with negatives gathered across replicas. With more than
     two views, each view's positives are the other views of its image.
+
+    The loss is the reference's (`tf2/objective.py`, `add_contrastive_loss`):
+    loss_a + loss_b, each a mean over the N images of one view, which is twice the mean
+    over all 2N anchors that `nt_xent_loss` returns (V times for V views). So the paper's
+    learning rate gives the reference's update for every variable, including the 1-D ones
+    whose step LARS does not rescale. The online probe sees the representations of all
+    views, each with its image's label, as the reference's supervised head does.
 
     Args:
         encoder: images [B, H, W, C] in [0, 1] -> representation h [B, D].
@@ -68,10 +80,11 @@ class SimCLR(ContrastiveModel):
         temperature: float = 0.2,
         projection_layers: int = 2,
         projection_dim: int = 128,
+        projection_hidden_dim: int | None = None,
     ) -> SimCLR:
         """SimCLR with its MLP head. Temperature 0.2 suits short runs on small batches;
         the paper's CIFAR-10 recipe uses 0.5 and ImageNet's 0.1."""
-        head = ProjectionHead(projection_layers, projection_dim)
+        head = ProjectionHead(projection_layers, projection_dim, projection_hidden_dim)
         return cls(encoder, head, augmenter, temperature, num_classes=num_classes, num_views=num_views)
 
     def heads(self):
@@ -84,10 +97,10 @@ class SimCLR(ContrastiveModel):
     def train_step(self, data):
         views, labels = self.views(data)
         with tf.GradientTape() as tape:
-            h = [self.encoder(view, training=True) for view in views]
-            z = [self.projection_head(x, training=True) for x in h]
+            h = self.encoder(tf.concat(views, axis=0), training=True)
+            z = tf.split(self.projection_head(h, training=True), len(views))
             loss, (logits, targets) = self.contrastive_loss(z, labels)
-            total = loss + self.probe_loss(h[0], labels)
+            total = loss + self.probe_loss(h, None if labels is None else tf.tile(labels, [len(views)]))
         self.minimize(tape, total)
         self.loss_tracker.update_state(loss)
         self.contrastive_accuracy.update_state(targets, logits)
@@ -97,9 +110,9 @@ class SimCLR(ContrastiveModel):
         """The loss on the views' projections, and the first two views' NT-Xent logits
         and targets, whose top-1 is `contrastive_accuracy`."""
         logits, targets = nt_xent_logits(z[0], z[1], self.temperature)
-        if len(z) == 2:
-            return mean_cross_entropy(targets, logits), (logits, targets)
-        return multiview_nt_xent_loss(z, self.temperature), (logits, targets)
+        mean = mean_cross_entropy(targets, logits) if len(z) == 2 else multiview_nt_xent_loss(z, self.temperature)
+        # The reference sums the views' means (see the class docstring).
+        return len(z) * mean, (logits, targets)
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature}
@@ -125,9 +138,15 @@ class SupCon(SimCLR):
         temperature: float = 0.1,
         projection_layers: int = 2,
         projection_dim: int = 128,
+        projection_hidden_dim: int | None = None,
     ) -> SupCon:
         """SupCon with SimCLR's head, at the paper's temperature."""
-        settings = dict(temperature=temperature, projection_layers=projection_layers, projection_dim=projection_dim)
+        settings = dict(
+            temperature=temperature,
+            projection_layers=projection_layers,
+            projection_dim=projection_dim,
+            projection_hidden_dim=projection_hidden_dim,
+        )
         return super().create(encoder, augmenter, num_views=num_views, num_classes=num_classes, **settings)
 
     def contrastive_loss(self, z, labels):

@@ -18,7 +18,7 @@ class SimSiam(ContrastiveModel):
 
     Args:
         encoder, projection_head, augmenter: as in `SimCLR` (the paper's head has three
-            layers, each with batch norm: `ProjectionHead(3, 2048)`).
+            layers of 2048, each with batch norm, see `create`).
         predictor: q, z -> z, a bottleneck MLP; see `heads.prediction_head`.
         num_classes: classes of the online probe; None turns it off.
         num_views: 2.
@@ -49,13 +49,20 @@ class SimSiam(ContrastiveModel):
         num_views: int = 2,
         num_classes: int | None = None,
         total_steps: int = 1000,
-        projection_layers: int = 2,
-        projection_dim: int = 128,
+        projection_layers: int = 3,
+        projection_dim: int = 2048,
+        projection_hidden_dim: int = 2048,
+        predictor_hidden_dim: int = 512,
     ) -> SimSiam:
-        """SimSiam with a batch-normalised projection head and a bottleneck predictor a
-        quarter as wide as z."""
-        head = ProjectionHead(projection_layers, projection_dim, batch_norm=True)
-        predictor = prediction_head(projection_dim, max(8, projection_dim // 4))
+        """SimSiam with the paper's networks (`simsiam/builder.py`): a projector of three
+        Dense(2048)-BN layers with ReLU between them, the last BN without scale or shift
+        (affine=False), and a bottleneck predictor Dense(512)-BN-ReLU-Dense(2048). On
+        CIFAR, solo-learn (`scripts/pretrain/cifar/simsiam.yaml`) keeps these sizes on
+        ResNet-18's 512-d h; Lightly's CIFAR-10 benchmark uses `projection_layers=2`."""
+        head = ProjectionHead(
+            projection_layers, projection_dim, projection_hidden_dim, batch_norm=True, output_scale=False
+        )
+        predictor = prediction_head(projection_dim, predictor_hidden_dim)
         return cls(encoder, head, predictor, augmenter, num_classes, num_views)
 
     def heads(self):

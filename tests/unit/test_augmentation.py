@@ -16,9 +16,11 @@ from contrastive_tf.augmentation import (
     RandomHorizontalFlip,
     RandomResizedCrop,
     RandomRotation,
+    RandomSolarize,
     SimCLRAugment,
     _bilinear_weights,
 )
+from contrastive_tf.finetuning import light_augmentation
 
 LAYERS = {
     "crop": lambda seed: RandomResizedCrop(seed=seed),
@@ -28,10 +30,18 @@ LAYERS = {
     "blur": lambda seed: RandomGaussianBlur(seed=seed),
     "noise": lambda seed: RandomGaussianNoise(seed=seed),
     "rotation": lambda seed: RandomRotation(30, seed=seed),
+    "solarize": lambda seed: RandomSolarize(probability=0.5, seed=seed),
     "apply": lambda seed: RandomApply(RandomColorJitter(seed=seed), 0.5, seed=seed),
     "simclr": lambda seed: SimCLRAugment(seed=seed, blur=True, noise_stddev=0.02, rotation_degrees=10),
     "simclr_cifar": lambda seed: SimCLRAugment.cifar(seed=seed),
+    "byol_second_view": lambda seed: SimCLRAugment(
+        seed=seed, blur=True, blur_probability=0.1, solarize_probability=0.2, flip=True
+    ),
 }
+
+# (flip, channels, whether images are flipped): auto flips colour images only, in
+# pretraining and fine-tuning alike.
+FLIP_CASES = [(None, 1, False), (None, 3, True), (True, 1, True), (False, 3, False)]
 
 
 def _images(batch=16, size=32, channels=3, seed=0):
@@ -84,12 +94,99 @@ def test_flip_probability_is_respected():
 
 
 def test_color_jitter_is_applied_with_probability_point_eight():
-    augment = SimCLRAugment(seed=0, grayscale_probability=0.0, crop_scale=(1.0, 1.0))
-    augment.flip.probability = 0.0
+    augment = SimCLRAugment(seed=0, grayscale_probability=0.0, crop_scale=(1.0, 1.0), flip=False)
     images = tf.repeat(_images(batch=1), 2000, axis=0)
     out = augment(images)
     changed = tf.reduce_max(tf.abs(out - images), axis=[1, 2, 3]).numpy() > 1e-4
     assert 0.76 < changed.mean() < 0.84
+
+
+# Per step: an image, and how to read the step's factor f back from its output.
+JITTER_STEPS = {
+    # Brightness: x * f.
+    "brightness": (tf.fill([1, 1, 3], 0.2), lambda out: out[:, 0, 0, 0] / 0.2),
+    # Contrast about the mean 0.5: the two pixels' gap 0.2 becomes 0.2 f.
+    "contrast": (tf.constant([[[0.4], [0.6]]]), lambda out: (out[:, 0, 1, 0] - out[:, 0, 0, 0]) / 0.2),
+    # Saturation about the luma: the red-green gap 0.2 becomes 0.2 f.
+    "saturation": (tf.constant([[[0.6, 0.4, 0.5]]]), lambda out: (out[:, 0, 0, 0] - out[:, 0, 0, 1]) / 0.2),
+}
+
+
+@pytest.mark.parametrize("step", JITTER_STEPS)
+@pytest.mark.parametrize("strength", [0.5, 1.5])
+def test_jitter_factors_are_uniform_from_max_of_one_minus_strength_and_zero(step, strength):
+    # SimCLR draws f from [max(1 - d, 0), 1 + d]; a negative f would blacken or invert the image.
+    image, read_factor = JITTER_STEPS[step]
+    strengths = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, step: strength}
+    jitter = RandomColorJitter(**strengths, hue=0.0, seed=0)
+    factors = read_factor(jitter(tf.repeat(image[None], 4000, axis=0)).numpy())
+    low, high = max(1 - strength, 0.0), 1 + strength
+    assert factors.min() >= low - 1e-4 and factors.max() <= high + 1e-4
+    quantiles = [0.1, 0.5, 0.9]
+    np.testing.assert_allclose(np.quantile(factors, quantiles), low + (high - low) * np.array(quantiles), atol=0.05)
+
+
+def test_strong_jitter_never_turns_an_image_black():
+    images = tf.random.stateless_uniform([2000, 8, 8, 3], [0, 1], minval=0.05, maxval=1.0)
+    s = 1.5
+    out = RandomColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, seed=0)(images).numpy()
+    assert out.reshape(len(out), -1).max(axis=1).min() > 1e-6
+
+
+def test_solarize_inverts_pixels_from_one_half_up():
+    images = tf.concat([_images(batch=4), tf.fill([1, 32, 32, 3], 0.5)], axis=0)
+    out = RandomSolarize(probability=1.0, seed=0)(images).numpy()
+    x = images.numpy()
+    np.testing.assert_allclose(out, np.where(x < 0.5, x, 1.0 - x), atol=1e-7)
+
+
+def test_solarize_probability_is_respected():
+    out = RandomSolarize(probability=0.2, seed=0)(tf.fill([4000, 2, 2, 1], 0.75)).numpy()
+    solarized = np.isclose(out[:, 0, 0, 0], 0.25)
+    assert np.isclose(out[~solarized], 0.75).all()
+    assert 0.17 < solarized.mean() < 0.23
+
+
+def _only(**kwargs) -> SimCLRAugment:
+    """SimCLRAugment with the crop, flip, colour and grayscale steps off, and `kwargs` set."""
+    off = {"color_jitter_strength": 0.0, "grayscale_probability": 0.0, "crop_scale": (1.0, 1.0), "flip": False}
+    return SimCLRAugment(**{**off, **kwargs})
+
+
+@pytest.mark.parametrize("probability", [1.0, 0.1])  # BYOL's first and second view
+def test_simclr_augment_blurs_with_blur_probability(probability):
+    augment = _only(blur=True, blur_probability=probability, seed=0)
+    # A sigma near 0.1 px leaves an image as it was, so a marker stands in for the blur.
+    augment.blur_layer.layer = keras.layers.Lambda(tf.zeros_like)
+    out = augment(_images(batch=2000, size=8)).numpy()
+    blurred = out.reshape(len(out), -1).max(axis=1) == 0.0
+    assert abs(blurred.mean() - probability) < 0.03
+
+
+@pytest.mark.parametrize("probability", [0.0, 0.2])  # BYOL's first and second view
+def test_simclr_augment_solarizes_with_solarize_probability(probability):
+    out = _only(blur=False, solarize_probability=probability, seed=0)(tf.fill([4000, 8, 8, 1], 0.75)).numpy()
+    assert abs(np.isclose(out[:, 0, 0, 0], 0.25).mean() - probability) < 0.03
+
+
+def test_simclr_augment_defaults_leave_blur_at_one_half_and_solarization_off():
+    augment = SimCLRAugment()
+    assert augment.blur_layer.probability == 0.5 and augment.solarize is None
+
+
+@pytest.mark.parametrize("flip, channels, flips", FLIP_CASES)
+def test_simclr_augment_flips_colour_images_unless_told(flip, channels, flips):
+    # Pixel values rise left to right, so a flipped image starts bright.
+    columns = tf.tile(tf.reshape(tf.linspace(0.0, 1.0, 8), [1, 1, 8, 1]), [2000, 8, 1, channels])
+    out = _only(blur=False, flip=flip, seed=0)(columns).numpy()
+    flipped = (out[:, 0, 0, 0] > 0.5).mean()
+    assert (0.45 < flipped < 0.55) if flips else flipped == 0.0
+
+
+@pytest.mark.parametrize("flip, channels, flips", FLIP_CASES)
+def test_light_augmentation_flips_like_pretraining(flip, channels, flips):
+    augmentation = light_augmentation(channels, seed=0, flip=flip)
+    assert any(isinstance(layer, RandomHorizontalFlip) for layer in augmentation.layers) == flips
 
 
 def test_grayscale_makes_channels_equal():
@@ -156,6 +253,11 @@ def test_config_round_trips_through_a_keras_file(name, tmp_path):
         (lambda: RandomRotation(max_degrees=270), "max_degrees"),
         (lambda: RandomApply("not a layer"), "layer"),
         (lambda: SimCLRAugment(color_jitter_strength=-1), "color_jitter_strength"),
+        (lambda: RandomSolarize(probability=-0.1), "probability"),
+        (lambda: SimCLRAugment(grayscale_probability=1.2), "grayscale_probability"),
+        (lambda: SimCLRAugment(blur_probability=1.5), "`blur_probability` must"),
+        (lambda: SimCLRAugment(solarize_probability=-0.2), "`solarize_probability` must"),
+        (lambda: SimCLRAugment(flip="yes"), "`flip` must"),
         (lambda: RandomGrayscale(seed=-3), "seed"),
     ],
 )

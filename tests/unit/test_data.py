@@ -152,7 +152,7 @@ def test_stl10_pretrains_on_unlabelled_plus_train(mock_tfds):
 def test_offline_tfds_fails_fast_with_the_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(data_module, "_can_reach_tfds_servers", lambda timeout=3.0: False)
     start = time.monotonic()
-    with pytest.raises(UsageError, match="cannot download it; pass --data_dir"):
+    with pytest.raises(UsageError, match="cannot download it; set data_dir"):
         load_data("mnist", data_dir=str(tmp_path))
     assert time.monotonic() - start < 30
 
@@ -172,3 +172,11 @@ def test_batch_larger_than_the_data_is_a_usage_error(tmp_path):
     data = load_data(_write_npz(tmp_path / "d.npz", x_train=np.zeros((3, 4, 4), np.uint8)))
     with pytest.raises(UsageError, match="fewer than one batch"):
         pretraining_batches(data, batch_size=8)
+
+
+def test_imagenet_of_mixed_sizes_loads_at_the_recipes_image_size(mock_tfds):
+    with mock_tfds(num_examples=4):
+        data = load_data("imagenet2012", image_size=64)
+        assert data.image_shape == (64, 64, 3) and data.num_classes == 1000
+        images, _ = next(iter(data.test.dataset.batch(4)))
+        assert images.shape == (4, 64, 64, 3)

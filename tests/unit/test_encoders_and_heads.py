@@ -69,3 +69,24 @@ def test_projection_head_rejects_bad_arguments():
         ProjectionHead(num_layers=0)
     with pytest.raises(ValueError, match="output_dim"):
         ProjectionHead(output_dim=0)
+
+
+def test_projection_head_batch_norm_uses_the_encoders_momentum_and_epsilon():
+    # SimCLR's head normalises as its ResNet does (tf2/resnet.py, BatchNormRelu: decay 0.9, epsilon 1e-5).
+    head = ProjectionHead(num_layers=3, output_dim=16)
+    head.build((None, 32))
+    encoder = build_encoder("small_cnn", (28, 28, 1), 0.25)
+    encoder_norm = next(layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization))
+    assert len(head.norm_layers) == 3
+    for norm in head.norm_layers:
+        assert (norm.momentum, norm.epsilon) == (0.9, 1e-5) == (encoder_norm.momentum, encoder_norm.epsilon)
+
+
+def test_projection_head_can_normalise_the_output_alone():
+    head = ProjectionHead(num_layers=2, output_dim=8, batch_norm=False, output_norm=True)
+    x = np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32)
+    z = np.asarray(head(x, training=True))
+    assert len(head.norm_layers) == 1 and head.dense_layers[0].use_bias and not head.dense_layers[1].use_bias
+    # In training mode the last BN (scale 1, no shift) gives each feature mean 0 and variance ~1.
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(z.var(axis=0), 1, atol=1e-2)

@@ -94,7 +94,8 @@ def test_first_step_loss_is_the_methods_loss_on_its_own_projections(method):
     x = images.astype(np.float32) / 255
     z = np.asarray(model.projection_head(model.encoder(x, training=True), training=True))
     if method == "simclr":
-        expected = numpy_supcon(np.concatenate([z] * views), np.tile(np.arange(16), views), 0.5)
+        # SimCLR's reference sums the views' means (tf2/objective.py, add_contrastive_loss).
+        expected = views * numpy_supcon(np.concatenate([z] * views), np.tile(np.arange(16), views), 0.5)
     elif method == "supcon":
         expected = numpy_supcon(np.concatenate([z] * views), np.tile(labels, views), 0.5)
     elif method == "moco":

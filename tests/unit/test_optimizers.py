@@ -1,4 +1,6 @@
-"""LARS, the warmup-cosine schedule and learning-rate scaling, against hand computations."""
+"""LARS and the coupled SGD against NumPy transcriptions of SimCLR's and torch's update
+rules, the exclusions from weight decay and the trust ratio, the warmup-cosine schedule and
+learning-rate scaling."""
 
 import math
 
@@ -7,31 +9,116 @@ import numpy as np
 import pytest
 
 from contrastive_tf.errors import UsageError
-from contrastive_tf.optimizers import LARS, build_optimizer, scale_learning_rate, warmup_cosine
+from contrastive_tf.optimizers import (
+    LARS,
+    CoupledSGD,
+    build_optimizer,
+    exclude_vectors_from_weight_decay,
+    scale_learning_rate,
+    warmup_cosine,
+)
+from references import numpy_lars_step, numpy_torch_sgd_step
+
+SHAPES = {"matrix": (8, 4), "conv_kernel": (3, 3, 2, 4), "bias": (4,)}
 
 
-def test_lars_scales_matrix_steps_by_the_trust_ratio_and_leaves_vectors_plain():
-    matrix, vector = keras.Variable(np.full((2, 2), 2.0, np.float32)), keras.Variable(np.ones(3, np.float32))
-    optimizer = LARS(learning_rate=0.5, momentum=0.9, weight_decay=0.1, trust_coefficient=0.01)
-    matrix_gradient, vector_gradient = np.full((2, 2), 1.0, np.float32), np.full(3, 0.5, np.float32)
-    w, v = matrix.numpy().copy(), vector.numpy().copy()
-    velocity_w, velocity_v = np.zeros_like(w), np.zeros_like(v)
-    for _ in range(2):
-        optimizer.apply([matrix_gradient, vector_gradient], [matrix, vector])
-        g = matrix_gradient + 0.1 * w  # weight decay joins the gradient of weight matrices
-        trust = 0.01 * np.linalg.norm(w) / np.linalg.norm(g)
-        velocity_w = 0.9 * velocity_w + g
-        w = w - 0.5 * trust * velocity_w
-        velocity_v = 0.9 * velocity_v + vector_gradient  # no decay, no trust ratio on 1-D
-        v = v - 0.5 * velocity_v
-    np.testing.assert_allclose(matrix.numpy(), w, rtol=1e-6)
-    np.testing.assert_allclose(vector.numpy(), v, rtol=1e-6)
+def _gradients(steps: int, seed: int = 0) -> list[list[np.ndarray]]:
+    """Per step, one gradient per variable of SHAPES, its norm varying by e^N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    return [
+        [(rng.normal(size=shape) * np.exp(rng.normal())).astype(np.float32) for shape in SHAPES.values()]
+        for _ in range(steps)
+    ]
 
 
-def test_lars_config_round_trips():
-    optimizer = LARS(0.2, momentum=0.8, weight_decay=1e-4, trust_coefficient=0.002)
-    restored = LARS.from_config(optimizer.get_config())
-    assert (restored.momentum, restored.lars_weight_decay, restored.trust_coefficient) == (0.8, 1e-4, 0.002)
+def _run(optimizer: keras.optimizers.Optimizer, steps: int, seed: int = 0) -> tuple[list, list, list]:
+    """Initial weights, the optimizer's weights after `steps` and the per-step gradients."""
+    rng = np.random.default_rng(seed + 1)
+    initial = [rng.normal(size=shape).astype(np.float32) for shape in SHAPES.values()]
+    variables = [keras.Variable(w) for w in initial]
+    gradients = _gradients(steps, seed)
+    for step_gradients in gradients:
+        optimizer.apply(step_gradients, variables)
+    return initial, [v.numpy() for v in variables], gradients
+
+
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+def test_lars_matches_simclr_reference_under_a_schedule(nesterov):
+    schedule = warmup_cosine(peak=2.0, total_steps=20, warmup_steps=5)
+    settings = {"momentum": 0.9, "weight_decay": 0.01, "nesterov": nesterov}
+    optimizer = LARS(schedule, trust_coefficient=0.01, **settings)
+    initial, weights, gradients = _run(optimizer, steps=20)
+    for i, (w, name) in enumerate(zip(initial, SHAPES)):
+        adapted = name != "bias"  # SimCLR excludes biases and batch norm by name; LARS by rank
+        v = np.zeros_like(w, np.float64)
+        for step, step_gradients in enumerate(gradients):
+            w, v = numpy_lars_step(
+                w, step_gradients[i], v, float(schedule(step)), eta=0.01, decay=adapted, adapt=adapted, **settings
+            )
+        np.testing.assert_allclose(weights[i], w, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_lars_gives_variables_excluded_from_weight_decay_plain_momentum_steps():
+    probe = keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotUniform(seed=0), name="linear_probe")
+    probe.build((None, 5))
+    optimizer = LARS(0.5, momentum=0.9, weight_decay=0.1, trust_coefficient=0.001)
+    exclude_vectors_from_weight_decay(optimizer, probe.trainable_variables, plain=probe.trainable_variables)
+    kernel = probe.kernel.numpy().astype(np.float64)
+    gradient, velocity = np.full((5, 3), 0.25, np.float32), np.zeros((5, 3))
+    for _ in range(3):
+        optimizer.apply([gradient, np.zeros(3, np.float32)], probe.trainable_variables)
+        velocity = 0.9 * velocity + 0.5 * gradient  # no trust ratio, no weight decay
+        kernel = kernel - velocity
+    np.testing.assert_allclose(probe.kernel.numpy(), kernel, rtol=1e-6, atol=1e-7)
+
+
+def test_sgd_adds_weight_decay_to_the_gradient_before_momentum_as_torch_does():
+    schedule = warmup_cosine(peak=0.5, total_steps=10, warmup_steps=3)
+    initial, weights, gradients = _run(build_optimizer("sgd", schedule, weight_decay=0.05, momentum=0.9), steps=10)
+    for i, (w, name) in enumerate(zip(initial, SHAPES)):
+        buffer = np.zeros_like(w, np.float64)
+        for step, step_gradients in enumerate(gradients):
+            w, buffer = numpy_torch_sgd_step(
+                w, step_gradients[i], buffer, float(schedule(step)), momentum=0.9, weight_decay=0.05
+            )
+        np.testing.assert_allclose(weights[i], w, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_sgd_keeps_weight_decay_off_excluded_vectors():
+    matrix, bias = keras.Variable(np.ones((2, 2), np.float32)), keras.Variable(np.ones(2, np.float32))
+    optimizer = build_optimizer("sgd", 0.1, weight_decay=0.5)
+    exclude_vectors_from_weight_decay(optimizer, [matrix, bias])
+    optimizer.apply([np.zeros((2, 2), np.float32), np.zeros(2, np.float32)], [matrix, bias])
+    np.testing.assert_allclose(bias.numpy(), np.ones(2))  # no gradient and no decay: unmoved
+    np.testing.assert_allclose(matrix.numpy(), np.full((2, 2), 1 - 0.1 * 0.5))
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        LARS(warmup_cosine(1.0, 100, 10), momentum=0.8, weight_decay=1e-4, trust_coefficient=0.002, nesterov=True),
+        CoupledSGD(0.05, momentum=0.85, weight_decay=5e-4),
+    ],
+    ids=["lars", "sgd"],
+)
+def test_config_round_trips(optimizer):
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert type(restored) is type(optimizer)
+    assert restored.get_config() == optimizer.get_config()
+    assert restored.weight_decay is None  # Keras' decoupled decay stays off
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: LARS(momentum=1.0), r"`momentum` must be in \[0, 1\); received momentum=1.0"),
+        (lambda: LARS(trust_coefficient=0.0), "`trust_coefficient` must be > 0; received trust_coefficient=0.0"),
+        (lambda: CoupledSGD(weight_decay=-1e-4), "`weight_decay` must be >= 0; received weight_decay=-0.0001"),
+    ],
+)
+def test_bad_arguments_are_named_in_the_error(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
 
 
 def test_warmup_then_cosine_decay():
