@@ -693,3 +693,12 @@ class SimCLRAugment(keras.layers.Layer):
             "solarize_probability": self.solarize_probability,
             "flip": self.flip_setting,
         }
+
+    def variant(self, seed_offset: int = 0, **changes) -> SimCLRAugment:
+        """A copy with `changes` to its arguments, e.g. BYOL's second view. A copy drawing
+        a different view needs its own stream: `seed_offset` moves its seed."""
+        config = {**self.get_config(), **changes}
+        if seed_offset:
+            config["name"] = f"{self.name}_{seed_offset}"
+            config["seed"] = None if self.seed is None else self.seed + seed_offset
+        return SimCLRAugment.from_config(config)

@@ -106,6 +106,11 @@ class PretrainConfig:
         "method",
         valid=within(0, 1),
     )
+    asymmetric_views: bool | None = setting(
+        None,
+        "BYOL's two views drawn differently (blur 1.0 / 0.1, solarize 0 / 0.2); default: the method's.",
+        "method",
+    )
     queue_size: int | None = setting(
         None, "MoCo's queue of negatives; default: the method's.", "method", valid=at_least(1)
     )

@@ -108,3 +108,25 @@ def numpy_torch_sgd_step(w, g, buffer, learning_rate, *, momentum, weight_decay)
     g = g + weight_decay * w
     buffer = momentum * buffer + g
     return w - learning_rate * buffer, buffer
+
+
+def numpy_simclr_loss(hidden: np.ndarray, temperature: float, large: float = 1e9) -> float:
+    """google-research/simclr tf2/objective.py, add_contrastive_loss (one replica): the
+    projections of view 1 then view 2, L2-normalised; loss_a + loss_b averaged over N."""
+    hidden = hidden / np.linalg.norm(hidden, axis=1, keepdims=True)
+    hidden1, hidden2 = np.split(hidden.astype(np.float64), 2)
+    n = len(hidden1)
+    labels, masks = np.eye(n, 2 * n), np.eye(n)
+
+    def cross_entropy(logits):
+        logits = logits - logits.max(axis=1, keepdims=True)
+        log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return -(labels * log_softmax).sum(axis=1)
+
+    logits_aa = hidden1 @ hidden1.T / temperature - masks * large
+    logits_bb = hidden2 @ hidden2.T / temperature - masks * large
+    logits_ab = hidden1 @ hidden2.T / temperature
+    logits_ba = hidden2 @ hidden1.T / temperature
+    loss_a = cross_entropy(np.concatenate([logits_ab, logits_aa], axis=1))
+    loss_b = cross_entropy(np.concatenate([logits_ba, logits_bb], axis=1))
+    return float(np.mean(loss_a + loss_b))

@@ -139,7 +139,12 @@ class ContrastiveModel(keras.Model):
         """`num_views` augmented views of a batch's images, and its labels (or None)."""
         images, labels = data if isinstance(data, tuple) else (data, None)
         images = to_unit_range(images)
-        return [self.augmenter(images, training=True) for _ in range(self.num_views)], labels
+        return [augment(images, training=True) for augment in self.view_augmenters()], labels
+
+    def view_augmenters(self) -> list[keras.layers.Layer]:
+        """The augmenter of each view; the same one for every view unless a method's views
+        are drawn differently."""
+        return [self.augmenter] * self.num_views
 
     def minimize(self, tape: tf.GradientTape, loss: tf.Tensor, variables: list | None = None) -> None:
         """One optimizer step on `loss` (recorded by `tape`) plus the layers' own losses."""

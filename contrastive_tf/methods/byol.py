@@ -7,6 +7,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.heads import ProjectionHead, prediction_head
 from contrastive_tf.losses import normalized_regression_loss
 from contrastive_tf.methods.base import ContrastiveModel
@@ -16,12 +17,15 @@ from contrastive_tf.methods.momentum import MomentumNetwork, byol_momentum
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class BYOL(ContrastiveModel):
     """BYOL: loss = |q(g(f(v1))) - g'(f'(v2))|^2 on unit vectors, both ways round, where f'
-    and g' are the momentum copies of f and g.
+    and g' are the momentum copies of f and g. As the reference (google-deepmind/byol,
+    `byol/byol_experiment.py`), each view goes through the networks on its own, and the two
+    views may be drawn differently (`second_augmenter`; see `create`).
 
     Args:
         encoder, projection_head, augmenter: as in `SimCLR` (the paper's head is
             Dense(4096)-BN-ReLU-Dense(256), see `create`).
         predictor: q, z -> z, the same MLP; see `heads.prediction_head`.
+        second_augmenter: draws the second view; None draws both with `augmenter`.
         base_momentum: the target's momentum at the first step; it rises to 1 along a
             cosine over `total_steps`.
         total_steps: the length of training, for the momentum schedule.
@@ -29,7 +33,7 @@ class BYOL(ContrastiveModel):
         num_views: 2.
     """
 
-    layer_args = ("encoder", "projection_head", "predictor", "augmenter")
+    layer_args = ("encoder", "projection_head", "predictor", "augmenter", "second_augmenter")
 
     def __init__(
         self,
@@ -41,9 +45,11 @@ class BYOL(ContrastiveModel):
         total_steps: int = 1000,
         num_classes: int | None = None,
         num_views: int = 2,
+        second_augmenter: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
+        self.second_augmenter = second_augmenter
         if not 0 <= base_momentum <= 1:
             raise ValueError(f"`base_momentum` must be in [0, 1]; received base_momentum={base_momentum}.")
         if total_steps < 1:
@@ -67,11 +73,17 @@ class BYOL(ContrastiveModel):
         projection_dim: int = 256,
         projection_hidden_dim: int = 4096,
         predictor_hidden_dim: int = 4096,
+        asymmetric_views: bool = True,
     ) -> BYOL:
         """BYOL with the paper's networks (`byol/utils/networks.py`, MLP): projector and
         predictor are Dense(4096)-BN-ReLU-Dense(256), BN on the hidden layer only and no
         bias on the output; the sizes are the same on ImageNet and CIFAR (solo-learn's
-        `scripts/pretrain/cifar/byol.yaml`)."""
+        `scripts/pretrain/cifar/byol.yaml`).
+
+        With `asymmetric_views` and a `SimCLRAugment`, the views are drawn as the paper's
+        (`byol/utils/augmentations.py`): the first always blurred and never solarized, the
+        second blurred with probability 0.1 and solarized with 0.2 (blur only where the
+        augmenter blurs at all: not at CIFAR's size)."""
         head = ProjectionHead(
             projection_layers,
             projection_dim,
@@ -81,7 +93,18 @@ class BYOL(ContrastiveModel):
             output_bias=False,
         )
         predictor = prediction_head(projection_dim, predictor_hidden_dim, output_bias=False)
-        return cls(encoder, head, predictor, augmenter, target_momentum, total_steps, num_classes, num_views)
+        second = None
+        if asymmetric_views and isinstance(augmenter, SimCLRAugment):
+            augmenter, second = (
+                augmenter.variant(blur_probability=1.0, solarize_probability=0.0),
+                augmenter.variant(blur_probability=0.1, solarize_probability=0.2, seed_offset=1),
+            )
+        return cls(
+            encoder, head, predictor, augmenter, target_momentum, total_steps, num_classes, num_views, second
+        )
+
+    def view_augmenters(self) -> list[keras.layers.Layer]:
+        return [self.augmenter, self.second_augmenter or self.augmenter]
 
     def heads(self):
         return [self.projection_head, self.predictor]

@@ -57,6 +57,10 @@ class MoCo(ContrastiveModel):
     """MoCo v2: two views per image; the query q = g(f(view 1)) is pulled towards the key
     of view 2 from the momentum copy of f and g, and pushed from the queue's keys.
 
+    It follows facebookresearch/moco (`moco/builder.py`, `MoCo.forward`): queries and keys
+    from separate passes of the two networks, the loss one-sided (query view 1, key view 2),
+    the key network updated after the step and the queue filled with the global batch's keys.
+
     Batch norm could let a query find its key through the statistics of the batch they
     share (sec. 3.3 of the paper), and on one device it does: the loss stalls and the
     features fall below random weights. As MoCo's shuffling BN does across GPUs, both

@@ -15,6 +15,8 @@ from contrastive_tf.methods.base import ContrastiveModel
 class SimSiam(ContrastiveModel):
     """SimSiam: loss = D(p1, stop_gradient(z2)) / 2 + D(p2, stop_gradient(z1)) / 2, with
     z = g(f(view)), p = q(z) and D the negative cosine similarity; -1 is its minimum.
+    As the reference (facebookresearch/simsiam, `simsiam/builder.py`, `SimSiam.forward`),
+    each view goes through the network on its own.
 
     Args:
         encoder, projection_head, augmenter: as in `SimCLR` (the paper's head has three

@@ -177,3 +177,20 @@ def test_a_short_mnist_run_beats_random_weights(method, mnist_probe):
         model.fit(batches, steps_per_epoch=150, epochs=1, verbose=0)
     accuracy = probe(model.encoder)
     assert accuracy > random_accuracy + 0.05, f"{method}: {accuracy:.3f} against {random_accuracy:.3f} for random"
+
+
+def test_byol_draws_its_two_views_as_the_paper_unless_told_not_to(tmp_path):
+    """google-deepmind/byol, byol/utils/augmentations.py: view 1 blur p=1.0, solarize p=0;
+    view 2 blur p=0.1, solarize p=0.2; each with its own random stream."""
+    augmenter = SimCLRAugment(blur=True, seed=3)
+    model = method_model("byol", augmenter=augmenter)
+    first, second = model.view_augmenters()
+    assert (first.blur_probability, first.solarize_probability) == (1.0, 0.0)
+    assert (second.blur_probability, second.solarize_probability) == (0.1, 0.2)
+    assert first.seed != second.seed
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    model.save(tmp_path / "byol.keras")
+    restored = keras.saving.load_model(tmp_path / "byol.keras", safe_mode=True)
+    assert restored.second_augmenter.get_config() == second.get_config()
+    same = method_model("byol", augmenter=augmenter, asymmetric_views=False)
+    assert same.view_augmenters() == [augmenter, augmenter]

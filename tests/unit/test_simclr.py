@@ -10,6 +10,7 @@ from contrastive_tf.encoders import build_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.methods import SimCLR
 from contrastive_tf.precision import global_precision
+from references import numpy_simclr_loss
 
 
 def test_fit_logs_loss_contrastive_and_probe_accuracy():
@@ -103,3 +104,15 @@ def test_one_step_runs_the_encoder_once_over_all_views(num_views):
     encoder.calls.clear()
     model.fit(random_images(8), np.arange(8), batch_size=8, epochs=1, verbose=0)
     assert encoder.calls == [num_views * 8]
+
+
+def test_the_loss_is_the_references_loss_a_plus_loss_b():
+    """SimCLR's step loss equals google-research/simclr tf2/objective.py add_contrastive_loss
+    on the projections of the same views (the identity augmenter makes them known)."""
+    keras.utils.set_random_seed(0)
+    model = simclr_model(augmenter=keras.layers.Identity())
+    images = random_images(8)
+    z = np.asarray(model.projection_head(model.encoder(np.concatenate([images] * 2) / 255, training=True)))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    loss = model.fit(images, batch_size=8, epochs=1, verbose=0).history["loss"][0]
+    assert loss == pytest.approx(numpy_simclr_loss(z, 0.5), rel=1e-4)
