@@ -108,14 +108,16 @@ def build_model(run: Run) -> ContrastiveModel:
     config, data = run.config, run.data
     labelled = data.unlabeled is None and bool(data.num_classes)
     total_steps = config.epochs * run.steps_per_epoch
-    augmenter = SimCLRAugment(
-        color_jitter_strength=config.color_jitter_strength,
-        blur=config.blur,
-        crop_scale=(config.crop_scale_min, 1.0),
-        seed=config.seed,
-        flip=config.flip,
-    )
     with run.strategy.scope(), global_precision(run.precision):
+        # Inside the scope too: its random-stream counter must be a mirrored variable, or
+        # the replicas would share one and draw other views than on several workers.
+        augmenter = SimCLRAugment(
+            color_jitter_strength=config.color_jitter_strength,
+            blur=config.blur,
+            crop_scale=(config.crop_scale_min, 1.0),
+            seed=config.seed,
+            flip=config.flip,
+        )
         model = contrastive_model(
             config.method,
             run.new_encoder(),
