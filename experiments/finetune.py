@@ -65,7 +65,9 @@ def build_classifier(pretrained, num_classes: int) -> Classifier:
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.from_scratch:
         encoder, head = keras.models.clone_model(encoder), ProjectionHead.from_config(head.get_config())
-    augmenter = light_augmentation(pretrained.image_shape[-1], FLAGS.seed)
+    # Flip as pretraining did: a flipped digit is another symbol, so grayscale defaults to none.
+    flip = getattr(pretrained.model.augmenter, "flip_setting", None)
+    augmenter = light_augmentation(pretrained.image_shape[-1], FLAGS.seed, flip=flip)
     return Classifier(encoder, num_classes, augmenter, head if FLAGS.head_layers else None, FLAGS.head_layers)
 
 
