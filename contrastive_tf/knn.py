@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from contrastive_tf.data import Split
 from contrastive_tf.errors import UsageError
-from contrastive_tf.evaluation import extract_features, stratified_sample, top1_accuracy
+from contrastive_tf.evaluation import extract_features, stratified_sample, top1_accuracy, validation_split
 from contrastive_tf.losses import check_temperature
 
 # The protocol of Wu et al. 2018 that SSL papers report kNN accuracy with.
@@ -71,6 +71,8 @@ class KnnMonitor(keras.callbacks.Callback):
     the memory and (about `query_size`) held-out images as queries, both stratified. It needs no training,
     so it is a cheap running measure of the representation beside the online probe.
     k is 20, not 200: the memory holds ~200 images a class, not 5,000.
+    `from_training_split` takes the queries from a validation split carved from the
+    training split, so that watching a run (and choosing by it) never reads the test split.
 
     Other epochs log NaN, so that CSV and TensorBoard logs keep one column throughout.
     """
@@ -89,6 +91,22 @@ class KnnMonitor(keras.callbacks.Callback):
         super().__init__()
         self.bank, self.queries = stratified_sample(bank, bank_size), stratified_sample(queries, query_size)
         self.num_classes, self.every_epochs, self.k, self.temperature = num_classes, every_epochs, k, temperature
+
+    @classmethod
+    def from_training_split(
+        cls,
+        train: Split,
+        num_classes: int,
+        every_epochs: int = 1,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        **monitor_args,
+    ) -> KnnMonitor:
+        """The monitor with the memory drawn from `train` and the queries from a validation
+        split carved from it (`validation_split`: stratified, seeded, disjoint from the
+        memory); `monitor_args` are the other arguments of `KnnMonitor`."""
+        memory, validation = validation_split(train, validation_fraction, seed)
+        return cls(memory, validation, num_classes, every_epochs, **monitor_args)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:

@@ -75,8 +75,9 @@ def print_summary(results: dict, output_dir: str) -> None:
     top5 = f", top-5 {results['top5_accuracy']:.2%}" if "top5_accuracy" in results else ""
     fraction = results.get("label_fraction")
     labels = f", label fraction {fraction:g}" if fraction is not None else ""
+    protocol = f" ({results['protocol']})" if "protocol" in results else ""
     print(
-        f"{results['evaluation']} top-1 on {results['num_test']} test images: {results['top1_accuracy']:.2%}{top5} "
-        f"({results['num_train']} training images{labels})"
+        f"{results['evaluation']}{protocol} top-1 on {results['num_test']} test images: "
+        f"{results['top1_accuracy']:.2%}{top5} ({results['num_train']} training images{labels})"
     )
     print(f"results: {output_dir}/results.json")

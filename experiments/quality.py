@@ -22,7 +22,14 @@ from absl import flags
 
 from contrastive_tf.checkpoints import latest_step
 from contrastive_tf.config import PretrainConfig
-from contrastive_tf.evaluation import extract_features, labelled_data, labelled_subset, linear_probe, stratified_indices
+from contrastive_tf.evaluation import (
+    STANDARDISED,
+    extract_features,
+    labelled_data,
+    labelled_subset,
+    linear_probe,
+    stratified_indices,
+)
 from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
 from contrastive_tf.knn import KNN_K, knn_accuracy
 from contrastive_tf.methods import METHODS, setting_names
@@ -150,8 +157,9 @@ def quality_rows(
             train_features, train_labels = train_features[indices], train_labels[indices]
         return linear_probe(train_features, train_labels, *test, data.num_classes, seed=FLAGS.seed).top1_accuracy
 
+    linear = f"linear probe ({STANDARDISED})"  # the protocol `linear_probe` runs
     rows = [
-        Row(name, method, "linear probe", "100%", probe("learned"), probe("random")),
+        Row(name, method, linear, "100%", probe("learned"), probe("random")),
         Row(
             name,
             method,
@@ -164,7 +172,7 @@ def quality_rows(
     for fraction in map(float, FLAGS.label_fractions):
         indices = stratified_indices(labels, fraction, FLAGS.seed)
         share = f"{fraction:.0%}"
-        rows.append(Row(name, method, "linear probe", share, probe("learned", indices), probe("random", indices)))
+        rows.append(Row(name, method, linear, share, probe("learned", indices), probe("random", indices)))
         tuned = _fine_tune(load_pretrained(model_dir).encoder, data, fraction)  # fine-tuning changes it
         rows.append(Row(name, method, "fine-tune", share, tuned, from_scratch=baseline.from_scratch[fraction]))
     print(f"{name}, {method}: pretraining took {minutes:.1f} min, final loss {result.history['loss'][-1]:.3f}")

@@ -2,11 +2,14 @@
 
 import keras
 import numpy as np
+from absl import flags
 
 from contrastive_tf.augmentation import SimCLRAugment
+from contrastive_tf.config import PretrainConfig
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.methods import METHODS, SimCLR, contrastive_model
+from experiments import cli
 
 SHAPE = (28, 28, 1)
 
@@ -37,3 +40,11 @@ def simclr_model(augmenter=None, num_classes=None, projection_layers=2):
         temperature=0.5,
         num_classes=num_classes,
     )
+
+
+def config_from_argv(*argv: str) -> PretrainConfig:
+    """The config `python -m experiments.pretrain ARGV` would run, parsed in-process."""
+    flag_values = flags.FlagValues()
+    cli.define_config_flags(PretrainConfig, flag_values)
+    flag_values(["pretrain", *argv])
+    return cli.config_from_flags(PretrainConfig, flag_values)

@@ -6,17 +6,11 @@ import dataclasses
 import pytest
 from absl import flags
 
+from builders import config_from_argv
 from contrastive_tf.config import GROUPS, PretrainConfig
 from contrastive_tf.errors import UsageError
 from contrastive_tf.methods import METHODS
 from experiments import cli, cli_reference
-
-
-def _parse(*argv: str) -> PretrainConfig:
-    flag_values = flags.FlagValues()
-    cli.define_config_flags(PretrainConfig, flag_values)
-    flag_values(["pretrain", *argv])
-    return cli.config_from_flags(PretrainConfig, flag_values)
 
 
 def test_every_field_has_help_and_a_group():
@@ -26,18 +20,19 @@ def test_every_field_has_help_and_a_group():
 
 
 def test_no_flags_give_the_default_config():
-    assert _parse() == PretrainConfig()
+    assert config_from_argv() == PretrainConfig()
 
 
 def test_flags_set_their_fields_with_the_fields_types():
-    config = _parse("--method=moco", "--batch_size=64", "--temperature=0.3", "--blur=false", "--jit_compile=true")
+    argv = ["--method=moco", "--batch_size=64", "--temperature=0.3", "--blur=false", "--jit_compile=true"]
+    config = config_from_argv(*argv)
     assert config == PretrainConfig(method="moco", batch_size=64, temperature=0.3, blur=False, jit_compile=True)
-    assert _parse("--blur=auto").blur is None and _parse("--overwrite").overwrite is True
+    assert config_from_argv("--blur=auto").blur is None and config_from_argv("--overwrite").overwrite is True
 
 
 def test_a_flag_outside_the_choices_is_refused_by_the_parser():
     with pytest.raises(flags.IllegalFlagValueError, match="value should be one of"):
-        _parse("--method=swav")
+        config_from_argv("--method=swav")
 
 
 def test_the_method_choices_are_the_registry():
