@@ -4,21 +4,27 @@ A checkpoint is the model's weights with the optimizer state (its step counter d
 learning-rate schedule) and the augmentation's seed counters, in `step-N.weights.h5`,
 and `checkpoint.json` naming the newest one. Both are written to a temporary file and
 renamed into place, and `checkpoint.json` moves only after its weights are complete, so
-a kill at any moment leaves the previous checkpoint readable. On resume, `pretrain` skips
-the batches already trained on, so the data order is the one an uninterrupted run sees.
+a kill at any moment leaves the previous checkpoint readable. A file damaged afterwards (a
+truncated copy, a failing disk) is detected on resume, which falls back to the previous
+complete checkpoint and says so. On resume, `pretrain` skips the batches already trained
+on, so the data order is the one an uninterrupted run sees.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import pathlib
 from collections.abc import Callable
 
+import h5py
 import keras
 
 from contrastive_tf.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 INDEX = "checkpoint.json"
 _SUFFIX = ".weights.h5"
@@ -35,27 +41,84 @@ def write_atomically(path: pathlib.Path, write: Callable[[pathlib.Path], object]
         staged.unlink(missing_ok=True)
 
 
+def _step_of(path: pathlib.Path) -> int:
+    return int(path.name[len("step-") : -len(_SUFFIX)])
+
+
+def _readable(path: pathlib.Path) -> str | None:
+    """None if `path` is a complete weights file, else why not (a truncated or damaged file
+    fails to open as HDF5)."""
+    try:
+        with h5py.File(path, "r") as file:
+            file.visit(lambda name: None)
+        return None
+    except (OSError, RuntimeError, KeyError) as error:
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _candidates(directory: pathlib.Path) -> list[dict]:
+    """The checkpoints in `directory`, newest first: the one the index names, then every
+    other weights file by step. A damaged index is said and passed over."""
+    entries = []
+    index = directory / INDEX
+    if index.exists():
+        try:
+            entry = json.loads(index.read_text())
+            entries.append({"step": int(entry["step"]), "weights": str(entry["weights"])})
+        except (ValueError, KeyError, TypeError) as error:
+            logger.warning("%s is unreadable (%s); looking for the checkpoints beside it", index, error)
+    files = sorted(directory.glob(f"step-*{_SUFFIX}"), key=_step_of, reverse=True) if directory.is_dir() else []
+    named = {entry["weights"] for entry in entries}
+    return entries + [{"step": _step_of(path), "weights": path.name} for path in files if path.name not in named]
+
+
 def _newest(directory: str | os.PathLike) -> dict | None:
-    index = pathlib.Path(directory) / INDEX
-    return json.loads(index.read_text()) if index.exists() else None
+    """The newest complete checkpoint, falling back past damaged ones and saying so;
+    UsageError naming the files when there are checkpoints and none is usable."""
+    directory = pathlib.Path(directory)
+    damaged = []
+    for entry in _candidates(directory):
+        path = directory / entry["weights"]
+        reason = "missing" if not path.exists() else _readable(path)
+        if reason is None:
+            if damaged:
+                logger.warning(
+                    "checkpoint %s is damaged (%s); resuming from the previous one, %s (step %d)",
+                    damaged[0][0], damaged[0][1], path.name, entry["step"],
+                )  # fmt: skip
+            return entry
+        damaged.append((path, reason))
+    if damaged:
+        files = ", ".join(f"{path.name} ({reason})" for path, reason in damaged)
+        raise UsageError(
+            f"no usable checkpoint in {directory}: {files}; restore the folder from a backup, or move it "
+            "away to start over"
+        )
+    return None
 
 
 def latest_step(directory: str | os.PathLike) -> int:
-    """The training step of the newest checkpoint in `directory`, 0 when there is none."""
+    """The training step of the newest complete checkpoint in `directory`, 0 when there is none."""
     entry = _newest(directory)
     return entry["step"] if entry else 0
 
 
 def restore(model: keras.Model, directory: str | os.PathLike) -> int:
-    """Loads the newest checkpoint into `model` (built and compiled) and returns its step.
-    UsageError when the checkpoint holds another model's weights."""
+    """Loads the newest complete checkpoint into `model` (built and compiled) and returns
+    its step. UsageError when the checkpoint holds another model's weights or cannot be read."""
     entry = _newest(directory)
     if entry is None:
         return 0
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+    path = pathlib.Path(directory) / entry["weights"]
     try:
-        model.load_weights(pathlib.Path(directory) / entry["weights"])
+        model.load_weights(path)
+    except OSError as error:
+        raise UsageError(
+            f"checkpoint {path} cannot be read ({str(error).splitlines()[0]}); restore it from a backup, or "
+            "delete it to resume from the one before"
+        ) from error
     except ValueError as error:
         raise UsageError(
             f"the checkpoint in {directory} was made by another model ({str(error).splitlines()[0]}); "
@@ -111,6 +174,6 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         entry = {"step": step, "weights": weights.name}
         write_atomically(self.directory / INDEX, lambda path: path.write_text(json.dumps(entry)))
         # Older checkpoints go only after the index names the new one.
-        saved = sorted(self.directory.glob(f"step-*{_SUFFIX}"), key=lambda path: int(path.name[5 : -len(_SUFFIX)]))
+        saved = sorted(self.directory.glob(f"step-*{_SUFFIX}"), key=_step_of)
         for old in saved[: -self.keep]:
             old.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.checkpoints import INDEX, TrainingCheckpoint, latest_step, restore
@@ -95,3 +96,35 @@ def test_a_checkpoint_of_another_model_is_refused_with_one_line(tmp_path):
     other.compile(optimizer=keras.optimizers.Adam(0.01))
     with pytest.raises(UsageError, match=f"the checkpoint in {tmp_path} was made by another model"):
         restore(other, tmp_path)
+
+
+def _two_checkpoints(tmp_path):
+    """A model trained 4 steps with a checkpoint every 2: step-2 and step-4 on disk."""
+    model = _model()
+    model.fit(tf.data.Dataset.from_tensors(np.zeros((8, 28, 28, 1), np.uint8)).repeat(4), epochs=1, verbose=0,
+              callbacks=[TrainingCheckpoint(tmp_path, every_steps=2)])  # fmt: skip
+    return model
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one_and_says_so(tmp_path, caplog):
+    _two_checkpoints(tmp_path)
+    newest = tmp_path / "step-4.weights.h5"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    assert latest_step(tmp_path) == 2
+    assert "step-4.weights.h5 is damaged" in caplog.text and "step-2.weights.h5 (step 2)" in caplog.text
+    assert restore(_model(), tmp_path) == 2
+
+
+def test_an_unreadable_index_is_passed_over_for_the_weights_beside_it(tmp_path, caplog):
+    _two_checkpoints(tmp_path)
+    (tmp_path / "checkpoint.json").write_text('{"step": 4, "weig')
+    assert latest_step(tmp_path) == 4
+    assert "checkpoint.json is unreadable" in caplog.text
+
+
+def test_no_usable_checkpoint_is_one_line_naming_the_files(tmp_path):
+    _two_checkpoints(tmp_path)
+    for path in tmp_path.glob("step-*.weights.h5"):
+        path.write_bytes(b"not hdf5")
+    with pytest.raises(UsageError, match=r"no usable checkpoint in .*step-4.weights.h5 \(.*step-2.weights.h5"):
+        latest_step(tmp_path)
