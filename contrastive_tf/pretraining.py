@@ -6,6 +6,7 @@ model card, export), each callable on its own. `pretrain` runs them all; it is w
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -22,7 +23,7 @@ from contrastive_tf.checkpoints import TrainingCheckpoint, latest_step, restore,
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import ImageData, load_data, pretraining_batches
 from contrastive_tf.encoders import build_encoder, default_encoder
-from contrastive_tf.errors import UsageError
+from contrastive_tf.errors import Preempted, UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
 from contrastive_tf.export import check_export_target, export_encoder
 from contrastive_tf.knn import KNN_PROTOCOL, KnnMonitor, knn_accuracy
@@ -35,6 +36,7 @@ from contrastive_tf.optimizers import (
 )
 from contrastive_tf.plots import plot_training_curves, plot_view_pairs
 from contrastive_tf.precision import global_precision, resolve_jit_compile, resolve_precision
+from contrastive_tf.preemption import StopOnSignal
 from contrastive_tf.reports import provenance
 
 
@@ -152,10 +154,25 @@ def read_history(path: pathlib.Path) -> dict[str, list[float]]:
     return {name: [float(row[name]) if row[name] != "NA" else math.nan for row in rows] for name in names}
 
 
+def _lock(run: Run) -> contextlib.AbstractContextManager:
+    """The model_dir's lock for the chief, which alone writes there; nothing for the others."""
+    return files.RunLock(run.model_dir) if distribute.is_chief(run.strategy) else contextlib.nullcontext()
+
+
 def fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
     """Trains `model` to `config.epochs`, resuming from the newest checkpoint in the
     model_dir, and returns the per-epoch history of the whole run (empty on workers
-    other than the chief, which alone writes files)."""
+    other than the chief, which alone writes files).
+
+    Raises:
+        Preempted: SIGTERM or SIGINT arrived; training stopped after that step and saved
+            a checkpoint there.
+    """
+    with _lock(run):
+        return _fit(run, model)
+
+
+def _fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
     config, model_dir = run.config, run.model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir = model_dir / files.CHECKPOINTS_DIR
@@ -168,7 +185,8 @@ def fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
         print(f"training {model.encoder.name} in {run.precision}, XLA {'on' if run.jit_compile else 'off'}{resuming}")
     is_chief = distribute.is_chief(run.strategy)
     checkpoints = TrainingCheckpoint(checkpoint_dir if is_chief else None, config.checkpoint_every_steps)
-    callbacks = [checkpoints]
+    stopper = StopOnSignal()
+    callbacks = [checkpoints, stopper]
     if is_chief:
         callbacks = [
             # First, so that the logs after it include its accuracy.
@@ -177,6 +195,7 @@ def fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
             # repeats that epoch on resume, and `read_history` keeps the repeat's row.
             keras.callbacks.CSVLogger(str(model_dir / files.HISTORY_FILE), append=True),
             checkpoints,
+            stopper,
             keras.callbacks.TensorBoard(str(model_dir / files.LOGS_DIR), update_freq="epoch"),
         ]
     steps_per_epoch = run.steps_per_epoch
@@ -186,16 +205,22 @@ def fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
     # resumed run see the data in the order an uninterrupted one does.
     verbose = "auto" if config.verbose is None else config.verbose
     fit_model = functools.partial(model.fit, callbacks=callbacks, verbose=verbose, shuffle=False)
-    with global_precision(run.precision):
+    with global_precision(run.precision), stopper.installed():
         if done and epoch < config.epochs:  # killed mid-epoch: finish that epoch first
             fit_model(
                 run.batches_from(step), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - done
             )
             epoch, step = epoch + 1, (epoch + 1) * steps_per_epoch
-        if epoch < config.epochs and checkpoints.nan_epoch is None:
+        if epoch < config.epochs and checkpoints.nan_epoch is None and stopper.signal_name is None:
             fit_model(
                 run.batches_from(step), initial_epoch=epoch, epochs=config.epochs, steps_per_epoch=steps_per_epoch
             )
+    if stopper.signal_name is not None:
+        checkpoints.save()
+        raise Preempted(
+            f"stopped by {stopper.signal_name} after step {int(model.optimizer.iterations)}, with a checkpoint in "
+            f"{checkpoint_dir}; rerun the same command to resume there"
+        )
     if checkpoints.nan_epoch is not None:
         raise UsageError(
             f"the loss became NaN in epoch {checkpoints.nan_epoch + 1}; lower learning_rate (or raise "
@@ -225,6 +250,13 @@ def finalize(
     """What the chief does after training: saves the whole model and the figures, and
     optionally scores the encoder (linear probe and kNN on the test split), scores a
     randomly initialised one as the baseline, and exports the encoder with its card."""
+    with _lock(run):
+        return _finalize(run, model, history, probes=probes, baseline=baseline, export=export)
+
+
+def _finalize(
+    run: Run, model: ContrastiveModel, history: dict[str, list[float]], *, probes: bool, baseline: bool, export: bool
+) -> PretrainResult:
     config, data, model_dir = run.config, run.data, run.model_dir
     write_atomically(model_dir / files.MODEL_FILE, model.save)
     figures = [model_dir / files.VIEWS_FIGURE, model_dir / files.CURVES_FIGURE]
@@ -290,7 +322,8 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     run = prepare(config)
     keras.utils.set_random_seed(config.seed)
     model = build_model(run)
-    history = fit(run, model)
-    if not distribute.is_chief(run.strategy):
-        return PretrainResult(model, {}, None, None, None, [])
-    return finalize(run, model, history)
+    with _lock(run):
+        history = fit(run, model)
+        if not distribute.is_chief(run.strategy):
+            return PretrainResult(model, {}, None, None, None, [])
+        return finalize(run, model, history)

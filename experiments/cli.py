@@ -1,5 +1,6 @@
 """What every entry point shares: flags made from a config's fields, absl start-up, usage
-errors as one line + exit 2, and a full disk or a lost worker as one line + exit 1.
+errors as one line + exit 2, a full disk or a lost worker as one line + exit 1, and a run
+stopped by SIGTERM or SIGINT, its checkpoint saved, as one line + exit 3.
 
 An entry point has `define_flags(flag_values)`, which declares its flags, and
 `main(argv)`, which reads them from `flags.FLAGS`; `run(main, define_flags)` starts it.
@@ -20,10 +21,12 @@ from typing import NoReturn
 import tensorflow as tf
 from absl import app, flags, logging
 
-from contrastive_tf.errors import UsageError
+from contrastive_tf.errors import Preempted, UsageError
 
 USAGE_ERROR = 2
 ENVIRONMENT_ERROR = 1
+# Stopped on SIGTERM/SIGINT with a checkpoint: rerunning resumes (a scheduler may requeue on it).
+PREEMPTED = 3
 
 
 def fail(message: str) -> NoReturn:
@@ -128,6 +131,9 @@ def run(main: Callable[[list[str]], None], define_flags: Callable[[flags.FlagVal
             main(argv)
         except UsageError as error:
             fail(str(error))
+        except Preempted as stopped:
+            print(stopped, file=sys.stderr)
+            sys.exit(PREEMPTED)
         except (OSError, tf.errors.OpError) as error:
             message = _environment_failure(error)
             if message is None:

@@ -95,3 +95,57 @@ def test_run_killed_at_random_moments_ends_like_an_uninterrupted_one(mnist_subse
             np.testing.assert_allclose(killed, whole, rtol=1e-4, atol=1e-5)
         else:  # step and seed counters: exact
             np.testing.assert_array_equal(killed, whole)
+
+
+def _wait_for(condition, process, seconds=180):
+    deadline = time.monotonic() + seconds
+    while not condition() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_exits_3_and_the_rerun_ends_like_an_uninterrupted_run(mnist_subset, tmp_path):
+    common = [f"--dataset={mnist_subset}", "--epochs=2", "--batch_size=250", "--width=0.25", "--verbose=2"]
+    common += ["--checkpoint_every_steps=5", "--encoder=small_cnn", "--knn_every_epochs=0"]
+    uninterrupted = _run(*common, f"--model_dir={tmp_path / 'whole'}")
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    model_dir = tmp_path / "preempted"
+    process = subprocess.Popen(
+        _command(*common, f"--model_dir={model_dir}"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: latest_step(model_dir / "checkpoints") > 0, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 3, stderr[-3000:]
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith("stopped by SIGTERM after step ") and "rerun the same command" in last_line
+    step = int(last_line.split("after step ")[1].split(",")[0])
+    assert latest_step(model_dir / "checkpoints") == step and "Traceback" not in stderr
+
+    resumed = _run(*common, f"--model_dir={model_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for whole, preempted in zip(_weights(tmp_path / "whole"), _weights(model_dir)):
+        if whole.dtype.kind == "f":
+            np.testing.assert_allclose(preempted, whole, rtol=1e-4, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(preempted, whole)
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_model_dir_in_use_is_refused_naming_the_first(mnist_subset, tmp_path):
+    flags = [f"--dataset={mnist_subset}", "--epochs=50", "--width=0.25", f"--model_dir={tmp_path}", "--verbose=0"]
+    first = subprocess.Popen(_command(*flags), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: (tmp_path / ".lock").exists(), first)
+        second = _run(*flags, timeout=120)
+        assert second.returncode == 2
+        last_line = second.stderr.strip().splitlines()[-1]
+        assert last_line.startswith("error: ") and f"in use by process {first.pid}" in last_line
+    finally:
+        first.kill()
+        first.wait()
