@@ -9,6 +9,7 @@ when there is one.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib.resources
 import logging
@@ -51,7 +52,10 @@ TFDS_DATASETS = {
     "imagenet2012": ("train", "validation", None),
 }
 SAMPLE = "sample"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")  # any case; GIF: the first frame
+# Image formats the folder loader does not read, named when skipped rather than called "not
+# images": TensorFlow cannot decode TIFF, HEIC or AVIF, and its JPEG XL decoder is untested here.
+UNREAD_IMAGE_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl")
 UNLABELED = -1
 # Pipelines whose decoded images take less than this stay in memory after one pass.
 CACHE_LIMIT_BYTES = 4 * 2**30
@@ -221,88 +225,268 @@ def _load_npz(path: pathlib.Path, name: str) -> ImageData:
     )
 
 
-def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+# Why a file or folder is skipped, as the log line names it.
+_HIDDEN = "hidden"
+_NOT_IMAGE = "not images"
+_BROKEN_LINK = "broken links"
+_UNREADABLE = "unreadable"
+_ALREADY_READ = "folders already read (symlink loops)"
+_UNDECODABLE = "cannot be decoded"
+_ANIMATED_WEBP = "animated WebP (TensorFlow cannot decode it)"
+_OUTSIDE_SPLITS = "outside train/ and test/"
+_TEST_OUTSIDE_CLASSES = "in test/ outside the classes of train/"
+_TEST_UNUSED = "in test/ while train/ has no classes"
+# The images whose size and colour decide those of a folder's data set.
+_PROBED_FILES = 64
+
+
+def _list_folder(
+    folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[int, int]]
+) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+    """The image files and the subfolders directly in `folder`, by name, symlinks followed.
+
+    Everything else is counted in `skipped` by reason. A folder already read yields nothing,
+    so a symlink back to an ancestor cannot loop.
+    """
+    try:
+        status = folder.stat()
+        if (status.st_dev, status.st_ino) in seen:
+            skipped[_ALREADY_READ] += 1
+            return [], []
+        seen.add((status.st_dev, status.st_ino))
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        skipped[_UNREADABLE] += 1
+        return [], []
+    images, folders = [], []
+    for entry in entries:
+        path, suffix = folder / entry.name, os.path.splitext(entry.name)[1].lower()
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError:  # e.g. a symlink to itself
+            skipped[_UNREADABLE] += 1
+            continue
+        if entry.name.startswith("."):
+            skipped[_HIDDEN] += 1
+        elif is_dir:
+            folders.append(path)
+        elif not is_file:
+            skipped[_BROKEN_LINK if entry.is_symlink() else _NOT_IMAGE] += 1
+        elif suffix in IMAGE_EXTENSIONS:
+            images.append(path)
+        elif suffix in UNREAD_IMAGE_EXTENSIONS:
+            skipped[f"{suffix} (not read; convert to PNG or JPEG)"] += 1
+        else:
+            skipped[_NOT_IMAGE] += 1
+    return images, folders
+
+
+def _image_files(folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[int, int]]) -> list[pathlib.Path]:
+    """Every image file under `folder` at any depth: its own first, then each subfolder's by name."""
+    images, folders = _list_folder(folder, skipped, seen)
+    for subfolder in folders:
+        images += _image_files(subfolder, skipped, seen)
+    return images
+
+
+@dataclasses.dataclass
+class _FolderLayout:
+    """What one folder holds: its files in reading order, their labels, and how that was decided."""
+
+    files: list[pathlib.Path]
+    labels: list[int]
+    class_names: tuple[str, ...]
+    description: str
+    mixed: bool  # images at the top and in subfolders: worth a warning
+
+
+def _layout(folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[int, int]]) -> _FolderLayout:
+    """Class folders when every image sits below a first-level subfolder and there are at
+    least two such subfolders (a class's images may be nested below its folder); otherwise
+    one unlabelled set, read recursively."""
+    top, folders = _list_folder(folder, skipped, seen)
+    below = {subfolder.name: _image_files(subfolder, skipped, seen) for subfolder in folders}
+    below = {name: images for name, images in below.items() if images}
+    if not top and len(below) >= 2:
+        class_names = tuple(below)
+        files = [path for name in class_names for path in below[name]]
+        labels = [label for label, name in enumerate(class_names) for _ in below[name]]
+        return _FolderLayout(files, labels, class_names, f"class folders ({len(class_names)} classes)", mixed=False)
+    files = top + [path for images in below.values() for path in images]
+    if top and below:
+        where = f"images at the top and in {_plural(len(below), 'subfolder')}, read recursively"
+    elif below:
+        where = f"every image below {next(iter(below))}/, read recursively"
+    else:
+        where = "images at the top"
+    return _FolderLayout(files, [UNLABELED] * len(files), (), f"unlabelled ({where})", mixed=bool(top and below))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _is_animated_webp(contents: tf.Tensor) -> tf.Tensor:
+    """Whether encoded bytes are an animated WebP: RIFF....WEBPVP8X with flag bit 1 set."""
+    header = tf.strings.join([tf.strings.substr(contents, 0, 21), b"\0" * 21])  # padded: substr needs the bytes
+    flags = tf.io.decode_raw(tf.strings.substr(header, 20, 1), tf.uint8)[0]
+    return tf.logical_and(
+        tf.equal(tf.strings.substr(header, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(header, 8, 8), b"WEBPVP8X"),
+        tf.not_equal(tf.bitwise.bitwise_and(flags, 2), 0),
+    )
+
+
+def _read_image(path: tf.Tensor) -> tf.Tensor:
+    """The image (first frame) in the file at `path`: uint8 [H, W, C], C its own 1 to 4."""
+    contents = tf.io.read_file(path)
+    # TensorFlow 2.21 corrupts memory decoding an animated WebP, whatever the file is called.
+    refuse = tf.debugging.Assert(tf.logical_not(_is_animated_webp(contents)), [_ANIMATED_WEBP])
+    with tf.control_dependencies([refuse]):
+        return tf.io.decode_image(contents, expand_animations=False)
 
 
 def _decode(path: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-    image = tf.image.resize(image, size, antialias=True)
+    """The image at `path` as uint8 [*size, channels]; alpha is dropped, colour and gray converted.
+
+    Converting here rather than asking the decoder for `channels` is what lets BMP, GIF and
+    WebP (whose decoders refuse channels=1) join a grayscale set.
+    """
+    image = _read_image(path)
+    colour = tf.shape(image)[-1] >= 3
+    if channels == 3:
+        image = tf.cond(colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
+    else:
+        image = tf.cond(colour, lambda: tf.image.rgb_to_grayscale(image[..., :3]), lambda: image[..., :1])
+    image = tf.image.resize(tf.ensure_shape(image, [None, None, channels]), size, antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def _probe_images(files: list[pathlib.Path]) -> tuple[tuple[int, int], int]:
+def _why_unreadable(path: pathlib.Path) -> str:
+    """The reason a file that failed to decode is skipped, for the log line."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(21)
+    except OSError:
+        return _UNREADABLE
+    if header[:4] == b"RIFF" and header[8:16] == b"WEBPVP8X" and len(header) == 21 and header[20] & 2:
+        return _ANIMATED_WEBP
+    return _UNDECODABLE
+
+
+def _probe_images(files: list[pathlib.Path], root: pathlib.Path) -> tuple[tuple[int, int], int]:
     """Size of the first readable image, and 3 channels if any of the first few has colour."""
     size, channels = None, 1
-    for path in files[:64]:
+    for path in files[:_PROBED_FILES]:
         try:
-            image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            image = _read_image(tf.constant(str(path)))
+        except tf.errors.OpError:
             continue
         size = size or (int(image.shape[0]), int(image.shape[1]))
         channels = 3 if image.shape[-1] >= 3 else channels
     if size is None:
-        raise UsageError(f"none of the first images under {files[0].parent} can be decoded; check the files")
+        raise UsageError(
+            f"none of the first {min(len(files), _PROBED_FILES)} image(s) under {root} can be decoded; check the files"
+        )
     return size, channels
 
 
-def _folder_split(files: list[pathlib.Path], labels: list[int], channels: int, size: tuple[int, int]) -> Split:
-    """The decoded images of `files`. Unreadable files are skipped rather than ending the run.
+def _folder_split(
+    files: list[pathlib.Path], labels: list[int], channels: int, size: tuple[int, int]
+) -> tuple[Split, list[pathlib.Path], bool]:
+    """The decodable images of `files`, the files that are not, and whether the split streams.
 
-    A split that fits in memory is decoded once, here: pretraining would cache it anyway,
-    and this way the count is exact and the skipped files are reported.
+    Every file is decoded once here, so the count is exact and no image is dropped unsaid.
+    A split that fits under CACHE_LIMIT_BYTES keeps those images in memory; a larger one
+    keeps only the paths and decodes them again each epoch, in the same order.
     """
-    paths = tf.data.Dataset.from_tensor_slices(([str(p) for p in files], np.asarray(labels, np.int64)))
-    images = paths.map(lambda p, y: (_decode(p, channels, size), y), num_parallel_calls=_AUTOTUNE).ignore_errors()
-    if len(files) * size[0] * size[1] * channels > CACHE_LIMIT_BYTES:
-        _log.warning("%d files under %s; unreadable ones will be skipped as they are met", len(files), files[0].parent)
-        return Split(images, len(files))
-    batches = list(images.batch(4096).as_numpy_iterator())
-    decoded = np.concatenate([x for x, _ in batches]) if batches else np.zeros((0, *size, channels), np.uint8)
-    decoded_labels = np.concatenate([y for _, y in batches]) if batches else np.zeros((0,), np.int64)
-    skipped = len(files) - len(decoded)
-    if skipped:
-        _log.warning("skipped %d of %d image files that cannot be decoded", skipped, len(files))
-    return Split(tf.data.Dataset.from_tensor_slices((decoded, decoded_labels)), len(decoded))
+    paths, labels = np.asarray([str(p) for p in files], dtype=str), np.asarray(labels, np.int64)
+    indexed = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), paths, labels))
+    streams = len(files) * size[0] * size[1] * channels > CACHE_LIMIT_BYTES
+    if streams:
+        readable = indexed.map(lambda i, p, y: (i, tf.shape(_read_image(p))), num_parallel_calls=_AUTOTUNE)
+        kept = np.asarray([i for i, _ in readable.ignore_errors().as_numpy_iterator()], np.int64)
+        dataset = tf.data.Dataset.from_tensor_slices((paths[kept], labels[kept])).map(
+            lambda p, y: (_decode(p, channels, size), y), num_parallel_calls=_AUTOTUNE
+        )
+    else:
+        decoded = indexed.map(lambda i, p, y: (i, _decode(p, channels, size)), num_parallel_calls=_AUTOTUNE)
+        batches = list(decoded.ignore_errors().batch(4096).as_numpy_iterator())
+        kept = np.concatenate([i for i, _ in batches]) if batches else np.zeros((0,), np.int64)
+        images = np.concatenate([x for _, x in batches]) if batches else np.zeros((0, *size, channels), np.uint8)
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels[kept]))
+    failed = [files[i] for i in sorted(set(range(len(files))) - set(kept.tolist()))]
+    return Split(dataset, len(kept)), failed, streams
 
 
 def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
-    """`root/train/<class>/*` (+ optional `root/test/<class>/*`), `root/<class>/*`, or a
-    flat folder of unlabelled images."""
-    train_root = root / "train" if (root / "train").is_dir() else root
-    class_dirs = sorted(d for d in train_root.iterdir() if d.is_dir())
-    class_names = tuple(d.name for d in class_dirs if _image_files(d))
-    if class_names:
-        train_files, train_labels = _labelled_files(train_root, class_names)
+    """An image folder, its layout decided from the whole tree and told in one log line.
+
+    `root/train/` (+ optional `root/test/`) holds the splits; a folder (or `train/`) whose
+    images all sit below two or more first-level subfolders is class folders; any other is
+    one unlabelled set, read recursively.
+    """
+    skipped: collections.Counter = collections.Counter()
+    seen: set[tuple[int, int]] = set()
+    test_files: list[pathlib.Path] = []
+    test_labels: list[int] = []
+    if (root / "train").is_dir():
+        top, folders = _list_folder(root, skipped, seen)
+        skipped[_OUTSIDE_SPLITS] += len(top)
+        for folder in folders:
+            if folder.name not in ("train", "test"):
+                skipped[_OUTSIDE_SPLITS] += len(_image_files(folder, skipped, seen))
+        train = _layout(root / "train", skipped, seen)
+        if (root / "test").is_dir() and train.class_names:
+            top, folders = _list_folder(root / "test", skipped, seen)
+            skipped[_TEST_OUTSIDE_CLASSES] += len(top)
+            for folder in folders:
+                images = _image_files(folder, skipped, seen)
+                if folder.name in train.class_names:
+                    test_files += images
+                    test_labels += [train.class_names.index(folder.name)] * len(images)
+                else:
+                    skipped[_TEST_OUTSIDE_CLASSES] += len(images)
+        elif (root / "test").is_dir():
+            skipped[_TEST_UNUSED] += len(_image_files(root / "test", skipped, seen))
+        description = f"{train.description} in train/{' and test/' if (root / 'test').is_dir() else ''}"
     else:
-        train_files = _image_files(train_root)
-        train_labels = [UNLABELED] * len(train_files)
-    if not train_files:
+        train = _layout(root, skipped, seen)
+        description = train.description
+    if not train.files:
         raise UsageError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}; point dataset at an image folder"
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root} ({_summary(skipped)}); "
+            "point dataset at an image folder"
         )
-    native, channels = _probe_images(train_files)
+    native, channels = _probe_images(train.files, root)
     size = (image_size, image_size) if image_size else native
-    test = None
-    if (root / "test").is_dir() and class_names:
-        test_files, test_labels = _labelled_files(root / "test", class_names)
-        test = _folder_split(test_files, test_labels, channels, size) if test_files else None
+    train_split, failed, streams = _folder_split(train.files, train.labels, channels, size)
+    test_split = None
+    if test_files:
+        test_split, failed_test, _ = _folder_split(test_files, test_labels, channels, size)
+        failed += failed_test
+    skipped.update(_why_unreadable(path) for path in failed)
+    count = f"{train_split.num_examples} images"
+    if test_split is not None:
+        count = f"{train_split.num_examples} train + {test_split.num_examples} test images"
+    if streams:
+        count += ", streamed from disk"
+    line = f"image folder {root}: {description}, {count}; {_summary(skipped)}"
+    _log.log(logging.WARNING if +skipped or train.mixed else logging.INFO, line)
     return ImageData(
         name=str(root),
         image_shape=(*size, channels),
-        train=_folder_split(train_files, train_labels, channels, size),
-        test=test,
-        class_names=class_names,
+        train=train_split,
+        test=test_split,
+        class_names=train.class_names,
     )
 
 
-def _labelled_files(root: pathlib.Path, class_names: tuple[str, ...]) -> tuple[list[pathlib.Path], list[int]]:
-    files, labels = [], []
-    for label, name in enumerate(class_names):
-        found = _image_files(root / name) if (root / name).is_dir() else []
-        files += found
-        labels += [label] * len(found)
-    return files, labels
+def _summary(skipped: collections.Counter) -> str:
+    """'skipped 3: 2 not images, 1 hidden', most frequent reason first, or 'nothing skipped'."""
+    counts = (+skipped).most_common()  # + drops the reasons counted zero times
+    if not counts:
+        return "nothing skipped"
+    return f"skipped {sum(count for _, count in counts)}: " + ", ".join(f"{n} {reason}" for reason, n in counts)
 
 
 def _can_reach_tfds_servers(timeout: float = 3.0) -> bool:

@@ -1,4 +1,4 @@
-"""Loading data: .npz files, image folders, TFDS (mocked), and the pretraining pipeline."""
+"""Loading data: .npz files, TFDS (mocked), and the pretraining pipeline (image folders: test_folders.py)."""
 
 import time
 
@@ -15,11 +15,6 @@ from contrastive_tf.errors import UsageError
 def _write_npz(path, **arrays):
     np.savez(path, **arrays)
     return str(path)
-
-
-def _write_image(path, array):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(tf.io.encode_png(array).numpy())
 
 
 def test_embedded_sample_is_real_mnist_and_small():
@@ -86,44 +81,11 @@ def test_unknown_name_and_missing_path_are_usage_errors(tmp_path):
         load_data(str(tmp_path / "missing.npz"))
 
 
-def test_image_folder_tree_with_train_and_test(tmp_path):
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 3), ("test", 1)):
-        for name in ("cat", "dog"):
-            for index in range(count):
-                _write_image(tmp_path / split / name / f"{index}.png", rng.integers(0, 255, (10, 10, 3), np.uint8))
-    data = load_data(str(tmp_path))
-    assert data.class_names == ("cat", "dog") and data.image_shape == (10, 10, 3)
-    labels = sorted(int(label) for _, label in data.train.dataset)
-    assert labels == [0, 0, 0, 1, 1, 1]
-    assert data.test.num_examples == 2
-
-
-def test_flat_folder_of_mixed_images_is_unlabelled_resized_and_converted(tmp_path, caplog):
-    _write_image(tmp_path / "a.png", np.zeros((16, 16, 3), np.uint8))
-    _write_image(tmp_path / "b.png", np.zeros((20, 24, 1), np.uint8))  # grayscale, other size
-    _write_image(tmp_path / "c.png", np.zeros((8, 8, 4), np.uint8))  # RGBA
-    (tmp_path / "broken.png").write_bytes(b"not an image")
-    truncated = tf.io.encode_png(np.full((16, 16, 3), 200, np.uint8)).numpy()
-    (tmp_path / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
-    data = load_data(str(tmp_path))
-    images = [image for image, label in data.train.dataset]
-    assert data.image_shape == (16, 16, 3) and data.num_classes == 0
-    assert data.train.num_examples == len(images) == 3 and all(image.shape == (16, 16, 3) for image in images)
-    assert "skipped 2 of 5 image files that cannot be decoded" in caplog.text
-
-
 def test_image_size_resizes_every_split(tmp_path):
     path = _write_npz(tmp_path / "d.npz", x_train=np.zeros((4, 8, 8), np.uint8), x_test=np.zeros((2, 8, 8), np.uint8))
     data = load_data(path, image_size=16)
     assert data.image_shape == (16, 16, 1)
     assert next(iter(data.test.dataset))[0].shape == (16, 16, 1)
-
-
-def test_folder_without_images_is_a_usage_error(tmp_path):
-    (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(UsageError, match="no images"):
-        load_data(str(tmp_path))
 
 
 @pytest.fixture
