@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging as std_logging
 import sys
 import types
 import typing
@@ -125,6 +126,8 @@ def run(main: Callable[[list[str]], None], define_flags: Callable[[flags.FlagVal
     def guarded(argv: list[str]) -> None:
         # SavedModel writing logs every asset at INFO level; keep the console for progress.
         logging.set_verbosity(logging.WARNING)
+        # The library's own INFO lines (what a data folder was read as) stay visible.
+        std_logging.getLogger("contrastive_tf").setLevel(std_logging.INFO)
         if len(argv) > 1:
             fail(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag")
         try:
