@@ -156,7 +156,10 @@ class PretrainConfig:
         None, "Checkpoint interval in steps (default: every epoch).", "run", valid=at_least(1)
     )
     knn_every_epochs: int = setting(
-        1, "Log the kNN accuracy of the test split every N epochs (0: never).", "run", valid=at_least(0)
+        1,
+        "Log the kNN accuracy of a validation share of the training split every N epochs (0: never).",
+        "run",
+        valid=at_least(0),
     )
     verbose: int | None = setting(
         None,

@@ -230,12 +230,13 @@ def _fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
 
 
 def _knn_monitor(run: Run) -> list[keras.callbacks.Callback]:
-    """The kNN monitor when the run asks for it and has labelled test data. It stays off
-    under multi_worker, where it has not been tested."""
+    """The kNN monitor when the run asks for it and has labelled training data. It scores a
+    validation share carved from the training split, never the test split, which only the
+    final evaluation reads. It stays off under multi_worker, where it has not been tested."""
     data, every = run.data, run.config.knn_every_epochs
-    if data.test is None or not data.num_classes or not every or distribute.is_multi_worker(run.strategy):
+    if not data.num_classes or not every or distribute.is_multi_worker(run.strategy):
         return []
-    return [KnnMonitor(data.train, data.test, data.num_classes, every)]
+    return [KnnMonitor.from_training_split(data.train, data.num_classes, every, seed=run.config.seed)]
 
 
 def finalize(

@@ -21,7 +21,12 @@ def define_data_flags(flag_values: flags.FlagValues) -> None:
         flag_values=flag_values,
     )
     flags.DEFINE_string("data_dir", None, "TFDS data directory.", flag_values=flag_values)
-    flags.DEFINE_integer("seed", 0, "Random seed (the labelled subset, initial weights).", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "seed",
+        0,
+        "Random seed (the labelled subset, validation split, views, initial weights).",
+        flag_values=flag_values,
+    )
 
 
 FLAGS = flags.FLAGS

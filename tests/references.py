@@ -130,3 +130,16 @@ def numpy_simclr_loss(hidden: np.ndarray, temperature: float, large: float = 1e9
     loss_a = cross_entropy(np.concatenate([logits_ab, logits_aa], axis=1))
     loss_b = cross_entropy(np.concatenate([logits_ba, logits_bb], axis=1))
     return float(np.mean(loss_a + loss_b))
+
+
+def numpy_simclr_linear_first_step(features, labels, num_classes, learning_rate, momentum=0.9):
+    """The linear head (W [D, K], b [K]) after the first step of SimCLR's linear evaluation
+    on one batch of raw features: zero-initialised (`--zero_init_logits_layer`), mean softmax
+    cross-entropy, then tf.keras SGD with Nesterov momentum (`--optimizer=momentum`), whose
+    first step from a zero velocity v = -lr * g moves w by momentum * v - lr * g."""
+    x = np.asarray(features, np.float64)
+    # The softmax of zero logits is uniform.
+    error = np.full((len(x), num_classes), 1.0 / num_classes) - np.eye(num_classes)[labels]
+    gradient_w, gradient_b = x.T @ error / len(x), error.mean(0)
+    move = -(1 + momentum) * learning_rate
+    return move * gradient_w, move * gradient_b

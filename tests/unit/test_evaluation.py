@@ -10,7 +10,14 @@ from sklearn import metrics
 
 from contrastive_tf.data import Split, load_data
 from contrastive_tf.errors import UsageError
-from contrastive_tf.evaluation import labelled_data, labelled_subset, split_labels, stratified_indices
+from contrastive_tf.evaluation import (
+    labelled_data,
+    labelled_subset,
+    split_labels,
+    stratified_indices,
+    validation_indices,
+    validation_split,
+)
 from contrastive_tf.knn import KnnMonitor, knn_scores
 from contrastive_tf.plots import pca_2d
 from contrastive_tf.reports import classification_report, report_classification
@@ -97,6 +104,43 @@ def test_knn_monitor_samples_every_class_of_a_split_stored_class_by_class():
     monitor = KnnMonitor(split, split, 10, bank_size=1000, query_size=500)
     assert np.bincount(split_labels(monitor.bank)).tolist() == [100] * 10
     assert np.bincount(split_labels(monitor.queries)).tolist() == [50] * 10
+
+
+def _indexed_split(labels: np.ndarray) -> Split:
+    """A split whose image i holds i in its first two pixels, so a subset says which examples it kept."""
+    images = np.zeros((len(labels), 4, 4, 1), np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 1, 0] = np.divmod(np.arange(len(labels)), 256)
+    return Split(tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64))), len(labels))
+
+
+def _indices(split: Split) -> list[int]:
+    return [int(image[0, 0, 0]) * 256 + int(image[0, 1, 0]) for image, _ in split.dataset.as_numpy_iterator()]
+
+
+def test_validation_splits_are_stratified_disjoint_and_seeded():
+    labels = np.repeat(np.arange(5), 40)
+    train, held_out = validation_indices(labels, 0.1, seed=3)
+    assert np.bincount(labels[held_out]).tolist() == [4] * 5
+    assert not set(train) & set(held_out) and sorted([*train, *held_out]) == list(range(200))
+    np.testing.assert_array_equal(held_out, validation_indices(labels, 0.1, seed=3)[1])
+    assert not np.array_equal(held_out, validation_indices(labels, 0.1, seed=4)[1])
+
+    train_split, validation = validation_split(_indexed_split(labels), 0.1, seed=3)
+    assert _indices(train_split) == train.tolist() and _indices(validation) == held_out.tolist()
+    assert validation.num_examples == 20 and train_split.num_examples == 180
+
+    with pytest.raises(UsageError, match=r"validation_fraction must be in \(0, 1\)"):
+        validation_indices(labels, 1.0)
+    with pytest.raises(UsageError, match="class 2 has a single labelled example"):
+        validation_indices(np.array([0, 0, 1, 1, 2]), 0.1)
+
+
+def test_knn_monitor_can_query_a_validation_split_carved_from_train():
+    labels = np.repeat(np.arange(4), 50)
+    monitor = KnnMonitor.from_training_split(_indexed_split(labels), 4, seed=1, bank_size=1000, query_size=1000)
+    train, held_out = validation_indices(labels, 0.1, seed=1)
+    assert _indices(monitor.bank) == train.tolist() and _indices(monitor.queries) == held_out.tolist()
+    assert np.bincount(split_labels(monitor.queries)).tolist() == [5] * 4
 
 
 def test_labelled_subset_keeps_the_chosen_examples(mnist_subset):
