@@ -26,6 +26,7 @@ class StopOnSignal(keras.callbacks.Callback):
         super().__init__()
         self.signal_name: str | None = None
         self._seen = False
+        self._agree = None
 
     def _on_signal(self, number, frame) -> None:
         if self._seen and number == signal.SIGINT:
@@ -46,13 +47,23 @@ class StopOnSignal(keras.callbacks.Callback):
             for number, handler in previous.items():
                 signal.signal(number, handler)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_begin(self, logs=None):
         strategy = self.model.distribute_strategy
-        stop = self._seen
+        self._agree = None
         if distribute.is_multi_worker(strategy):
-            # A signal may reach one worker only; all must stop after the same step.
-            local = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([int(stop)]))
-            stop = bool(tf.reduce_max(strategy.gather(local, axis=0)).numpy())
+            # A signal may reach one worker only; all must stop after the same step. One
+            # traced all-gather of a flag, called after every step.
+            @tf.function
+            def agree(flag: tf.Tensor) -> tf.Tensor:
+                local = strategy.experimental_distribute_values_from_function(lambda _: tf.reshape(flag, [1]))
+                return tf.reduce_max(strategy.gather(local, axis=0))
+
+            self._agree = agree
+
+    def on_train_batch_end(self, batch, logs=None):
+        stop = self._seen
+        if self._agree is not None:
+            stop = bool(self._agree(tf.constant(int(stop))).numpy() > 0)
             self.signal_name = self.signal_name or ("a signal to another worker" if stop else None)
         if stop:
             self.model.stop_training = True
