@@ -190,8 +190,3 @@ class PretrainConfig:
         if unused:
             raise UsageError(f"{self.method} does not use {unused[0]}; leave it unset or choose a method that does")
         check_method(self.method, self.batch_size, self.num_views, **self.method_settings())
-
-
-def fields_by_group() -> dict[str, list[dataclasses.Field]]:
-    """The config's fields in their groups, in declaration order."""
-    return {group: [f for f in dataclasses.fields(PretrainConfig) if f.metadata["group"] == group] for group in GROUPS}

@@ -27,7 +27,7 @@ from contrastive_tf.errors import Preempted, UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
 from contrastive_tf.export import check_export_target, export_encoder
 from contrastive_tf.knn import KNN_PROTOCOL, KnnMonitor, knn_accuracy
-from contrastive_tf.methods import ContrastiveModel, contrastive_model
+from contrastive_tf.methods import METHODS, ContrastiveModel, contrastive_model
 from contrastive_tf.optimizers import (
     build_optimizer,
     exclude_vectors_from_weight_decay,
@@ -55,6 +55,12 @@ class Run:
     @property
     def steps_per_epoch(self) -> int:
         return self.data.pretrain.num_examples // self.config.batch_size
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every training image has a label: the online probe, and methods that
+        learn from labels, need that."""
+        return self.data.unlabeled is None and bool(self.data.num_classes)
 
     @property
     def encoder_name(self) -> str:
@@ -96,9 +102,9 @@ def prepare(config: PretrainConfig) -> Run:
     export_dir = check_export_target(config.export_dir or model_dir / files.EXPORT_DIR, config.overwrite)
     run = Run(config, strategy, precision, jit_compile, data, model_dir, export_dir)
     run.batches_from(0)  # fails early when the data holds less than one batch
-    if config.method == "supcon" and not (data.unlabeled is None and data.num_classes):
+    if METHODS[config.method].needs_labels and not run.labelled:
         raise UsageError(
-            f"method supcon learns from labels, and {data.name} has unlabelled training images; "
+            f"method {config.method} learns from labels, and {data.name} has unlabelled training images; "
             "use a labelled data set or another method"
         )
     return run
@@ -108,7 +114,6 @@ def build_model(run: Run) -> ContrastiveModel:
     """The compiled model of the run's method, in its strategy's scope and precision,
     with its optimizer built."""
     config, data = run.config, run.data
-    labelled = data.unlabeled is None and bool(data.num_classes)
     total_steps = config.epochs * run.steps_per_epoch
     with run.strategy.scope(), global_precision(run.precision):
         # Inside the scope too: its random-stream counter must be a mirrored variable, or
@@ -125,7 +130,7 @@ def build_model(run: Run) -> ContrastiveModel:
             run.new_encoder(),
             augmenter,
             num_views=config.num_views,
-            num_classes=data.num_classes if labelled else None,
+            num_classes=data.num_classes if run.labelled else None,
             total_steps=total_steps,
             **config.method_settings(),
         )
