@@ -84,7 +84,7 @@ class KnnMonitor(keras.callbacks.Callback):
         num_classes: int,
         every_epochs: int = 1,
         k: int = 20,
-        temperature: float = 0.1,
+        temperature: float = KNN_TEMPERATURE,
         bank_size: int = 2000,
         query_size: int = 1000,
     ):
@@ -112,6 +112,7 @@ class KnnMonitor(keras.callbacks.Callback):
         if logs is None:
             return
         logs["knn_accuracy"] = math.nan
-        if (epoch + 1) % self.every_epochs == 0:
+        # A run stopping early (a signal, a NaN loss) ends its epoch here: it has no time to lose.
+        if (epoch + 1) % self.every_epochs == 0 and not self.model.stop_training:
             bank, queries = (extract_features(self.model.encoder, split) for split in (self.bank, self.queries))
             logs["knn_accuracy"] = knn_accuracy(bank, queries, self.num_classes, k=self.k, temperature=self.temperature)
