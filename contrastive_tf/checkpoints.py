@@ -144,6 +144,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.keep = keep
         self.nan_epoch: int | None = None
         self._epoch = 0
+        self._saved_step: int | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -168,11 +169,14 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         if self.directory is None:
             return
         step = self._step()
+        if step == self._saved_step:  # e.g. a stop mid-epoch, saved already at the epoch's end
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         weights = self.directory / f"step-{step}{_SUFFIX}"
         write_atomically(weights, self.model.save_weights)
         entry = {"step": step, "weights": weights.name}
         write_atomically(self.directory / INDEX, lambda path: path.write_text(json.dumps(entry)))
+        self._saved_step = step
         # Older checkpoints go only after the index names the new one.
         saved = sorted(self.directory.glob(f"step-*{_SUFFIX}"), key=_step_of)
         for old in saved[: -self.keep]:

@@ -85,6 +85,13 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
 
 
+def gather_from_workers(strategy: tf.distribute.Strategy, value: tf.Tensor) -> tf.Tensor:
+    """The scalar `value` of every worker (one device each), as a vector: a collective
+    that every worker must call."""
+    local = strategy.experimental_distribute_values_from_function(lambda _: tf.reshape(value, [1]))
+    return strategy.gather(local, axis=0)
+
+
 def agree_across_workers(strategy: tf.distribute.Strategy, step: int, what: str) -> int:
     """`step` if every worker holds the same value, else UsageError.
 
@@ -92,8 +99,7 @@ def agree_across_workers(strategy: tf.distribute.Strategy, step: int, what: str)
     and hang or diverge, so this is checked before training."""
     if not is_multi_worker(strategy):
         return step
-    local = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([step], tf.int64))
-    steps = sorted(set(strategy.gather(local, axis=0).numpy().tolist()))
+    steps = sorted(set(gather_from_workers(strategy, tf.constant(step, tf.int64)).numpy().tolist()))
     if len(steps) > 1:
         raise UsageError(
             f"the workers found different {what} (steps {', '.join(map(str, steps))}); give every worker "

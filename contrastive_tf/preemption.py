@@ -55,8 +55,7 @@ class StopOnSignal(keras.callbacks.Callback):
             # traced all-gather of a flag, called after every step.
             @tf.function
             def agree(flag: tf.Tensor) -> tf.Tensor:
-                local = strategy.experimental_distribute_values_from_function(lambda _: tf.reshape(flag, [1]))
-                return tf.reduce_max(strategy.gather(local, axis=0))
+                return tf.reduce_max(distribute.gather_from_workers(strategy, flag))
 
             self._agree = agree
 
