@@ -156,8 +156,9 @@ class PretrainConfig:
         None, "Checkpoint interval in steps (default: every epoch).", "run", valid=at_least(1)
     )
     knn_every_epochs: int = setting(
-        1,
-        "Log the kNN accuracy of a validation share of the training split every N epochs (0: never).",
+        0,
+        "Log the kNN accuracy of a validation share of the training split every N epochs (0: never; the run "
+        "scores kNN on the test split once, at the end).",
         "run",
         valid=at_least(0),
     )

@@ -5,6 +5,7 @@ from the training split) that evaluations run on."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 
@@ -24,17 +25,25 @@ CENTER_CROP_PROPORTION = 0.875
 
 
 def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """h for every image of `split` (inference mode, no augmentation), and the labels.
-
-    `predict` splits batches correctly under the strategy the encoder was built in.
-    """
+    """h for every image of `split` (inference mode, no augmentation), and the labels."""
     images = split.dataset.map(lambda image, label: to_unit_range(image), num_parallel_calls=tf.data.AUTOTUNE)
     return _predict(encoder, images.batch(batch_size)), split_labels(split)
 
 
 def _predict(encoder: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
-    """h [N, D] of batches of float images, in their order, in inference mode."""
-    return np.asarray(encoder.predict(batches.prefetch(tf.data.AUTOTUNE), verbose=0), np.float32)
+    """h [N, D] of batches of float images, in their order, in inference mode.
+
+    One trace per call, whatever the batch sizes: Keras' `predict` traced again for the
+    last, smaller batch and for every new model, and TensorFlow warned of retracing when
+    a run probed a few encoders. An encoder built under a strategy (the kNN
+    monitor's) is read in the cross-replica context, its mirrored weights as they are.
+    """
+    infer = tf.function(
+        functools.partial(encoder, training=False),
+        input_signature=[tf.TensorSpec((None, *encoder.input_shape[1:]), tf.float32)],
+    )
+    outputs = [tf.cast(infer(batch), tf.float32).numpy() for batch in batches.prefetch(tf.data.AUTOTUNE)]
+    return np.concatenate([np.zeros((0, encoder.output_shape[-1]), np.float32), *outputs])
 
 
 def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -154,38 +163,26 @@ def linear_probe(
     test_features: np.ndarray,
     test_labels: np.ndarray,
     num_classes: int,
-    epochs: int = 40,
     l2: float = 1e-4,
-    seed: int = 0,
+    tolerance: float = 1e-4,
 ) -> ProbeResult:
-    """The "standardised" protocol: top-1 accuracy of an L2-regularised multinomial
-    logistic regression (Adam, cosine decay, batch 256) on frozen features standardised
-    with the training set's statistics, which makes it insensitive to the scale of h."""
+    """The "standardised" protocol: top-1 accuracy of a multinomial logistic regression with
+    the penalty l2 * ||W||^2, on frozen features standardised with the training set's
+    statistics (which makes it insensitive to the scale of h).
+
+    The regression is convex, so it is solved to its minimum (`fit_logistic_regression`,
+    L-BFGS to gradient entries <= `tolerance`): seconds for 10,000 images, no seed, and no
+    schedule to tune. (Until issue 15 it ran 40 epochs of Adam on the same objective; on
+    the default run's features the two agree within 0.1 points.)
+    """
     mean, std = train_features.mean(0), train_features.std(0) + 1e-6
-    keras.utils.set_random_seed(seed)
-    classifier = keras.Sequential(
-        [
-            keras.Input(train_features.shape[1:]),
-            keras.layers.Dense(num_classes, kernel_regularizer=keras.regularizers.L2(l2), dtype="float32"),
-        ]
+    kernel, bias = fit_logistic_regression(
+        (train_features - mean) / std, train_labels, num_classes, l2, tolerance=tolerance
     )
-    classifier.compile(
-        optimizer=keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(1e-2, epochs * (len(train_features) // 256 + 1))
-        ),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    fitted = classifier.fit((train_features - mean) / std, train_labels, batch_size=256, epochs=epochs, verbose=0)
-    scores = classifier.predict((test_features - mean) / std, batch_size=1024, verbose=0)
+    scores = (((test_features - mean) / std) @ kernel + bias).astype(np.float32)
+    settings = {"l2": l2, "tolerance": tolerance}
     return ProbeResult(
-        top1_accuracy(scores, test_labels),
-        len(train_features),
-        len(test_features),
-        scores,
-        fitted.history,
-        STANDARDISED,
-        {"epochs": epochs, "l2": l2},
+        top1_accuracy(scores, test_labels), len(train_features), len(test_features), scores, {}, STANDARDISED, settings
     )
 
 

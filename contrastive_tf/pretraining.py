@@ -278,13 +278,11 @@ def _finalize(
         probe = random_probe = knn_top1 = None
         if probes and data.test is not None and data.num_classes:
             train, test = (extract_features(encoder, split) for split in (data.train, data.test))
-            probe = linear_probe(*train, *test, data.num_classes, seed=config.seed)
+            probe = linear_probe(*train, *test, data.num_classes)
             knn_top1 = knn_accuracy(train, test, data.num_classes)
             if baseline:
                 keras.utils.set_random_seed(config.seed)
-                random_probe = probe_encoder(
-                    run.new_encoder(), data.train, data.test, data.num_classes, seed=config.seed
-                )
+                random_probe = probe_encoder(run.new_encoder(), data.train, data.test, data.num_classes)
         export_path = None
         if export:
             card = _model_card(run, model, encoder, history, probe, random_probe, knn_top1)

@@ -16,7 +16,13 @@ import inspect
 
 from absl import flags
 
-from contrastive_tf.evaluation import LINEAR_PROTOCOLS, STANDARDISED, extract_features, probe_encoder
+from contrastive_tf.evaluation import (
+    LINEAR_PROTOCOLS,
+    STANDARDISED,
+    extract_features,
+    probe_encoder,
+    protocol_settings,
+)
 from contrastive_tf.reports import report_classification
 from experiments import cli, eval_common
 
@@ -36,15 +42,16 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         "protocol",
         STANDARDISED,
         tuple(LINEAR_PROTOCOLS),
-        "standardised: standardised features, Adam; simclr: SimCLR's SGD with Nesterov momentum on the features "
-        "of new random crop (and, for colour, flip) views every epoch, no standardisation; lbfgs: L-BFGS logistic "
-        "regression, its L2 chosen on a validation split carved from the training split.",
+        "standardised: standardised features, fixed L2, solved by L-BFGS; simclr: SimCLR's SGD with "
+        "Nesterov momentum on the features of new random crop (and, for colour, flip) views every epoch, no "
+        "standardisation; lbfgs: L-BFGS logistic regression, its L2 chosen on a validation split carved from the "
+        "training split.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
         "epochs",
         None,
-        f"Training epochs; unset: the protocol's ({_defaults('epochs')}). lbfgs fits to convergence.",
+        f"Training epochs; unset: the protocol's ({_defaults('epochs')}). standardised and lbfgs fit to convergence.",
         flag_values=flag_values,
     )
     flags.DEFINE_float(
@@ -62,9 +69,9 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     pretrained, data = eval_common.load_inputs()
     settings = {name: FLAGS[name].value for name in ("epochs", "l2") if FLAGS[name].value is not None}
-    probe = probe_encoder(
-        pretrained.encoder, data.train, data.test, data.num_classes, FLAGS.protocol, seed=FLAGS.seed, **settings
-    )
+    if "seed" in protocol_settings(FLAGS.protocol):
+        settings["seed"] = FLAGS.seed
+    probe = probe_encoder(pretrained.encoder, data.train, data.test, data.num_classes, FLAGS.protocol, **settings)
     test_features, test_labels = extract_features(pretrained.encoder, data.test)  # for the embedding figure
     inputs = {
         "evaluation": "linear",

@@ -155,7 +155,7 @@ def quality_rows(
         (train_features, train_labels), test = features[kind]
         if indices is not None:
             train_features, train_labels = train_features[indices], train_labels[indices]
-        return linear_probe(train_features, train_labels, *test, data.num_classes, seed=FLAGS.seed).top1_accuracy
+        return linear_probe(train_features, train_labels, *test, data.num_classes).top1_accuracy
 
     linear = f"linear probe ({STANDARDISED})"  # the protocol `linear_probe` runs
     rows = [

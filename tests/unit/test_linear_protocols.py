@@ -137,8 +137,23 @@ def test_lbfgs_protocol_chooses_l2_on_a_validation_split_of_train_and_never_read
 
 def test_standardised_is_the_default_protocol_and_says_so():
     features, labels = _blobs(60, seed=0)
-    result = linear_probe(features, labels, features, labels, 3, epochs=2)
-    assert result.protocol == "standardised" and result.settings == {"epochs": 2, "l2": 1e-4}
+    result = linear_probe(features, labels, features, labels, 3)
+    assert result.protocol == "standardised" and result.settings == {"l2": 1e-4, "tolerance": 1e-4}
+
+
+def test_standardised_protocol_is_the_penalised_regression_on_standardised_features():
+    train_features, train_labels = _blobs(300, seed=0)
+    test_features, test_labels = _blobs(100, seed=1)
+    train_features, test_features = train_features * 50 + 7, test_features * 50 + 7  # scale and shift h
+    l2 = 1e-2
+    result = linear_probe(train_features, train_labels, test_features, test_labels, 3, l2=l2, tolerance=1e-8)
+    mean, std = train_features.mean(0), train_features.std(0)
+    # scikit-learn minimises C * sum(cross-entropy) + ||W||^2 / 2; the protocol, the mean + l2 ||W||^2.
+    reference = LogisticRegression(C=1 / (2 * len(train_features) * l2), tol=1e-10, max_iter=10_000)
+    reference.fit((train_features - mean) / std, train_labels)
+    expected = reference.decision_function((test_features - mean) / std)
+    np.testing.assert_allclose(result.test_scores, expected, rtol=1e-3, atol=1e-3)
+    assert result.top1_accuracy == np.mean(expected.argmax(1) == test_labels)
 
 
 def test_protocols_refuse_unknown_names_and_settings():
