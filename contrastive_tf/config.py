@@ -76,6 +76,13 @@ class PretrainConfig:
         "auto", "Encoder; auto: small_cnn up to 28 px, else resnet18.", "method", choices=("auto", *ENCODERS)
     )
     width: float = setting(1.0, "Encoder width multiplier.", "method", valid=positive())
+    sk_ratio: float = setting(
+        0.0,
+        "Selective kernels in a bottleneck ResNet (resnet50/101/152) as in SimCLRv2: the attention's hidden width "
+        "over the branch width; 0: off, 0.0625: SimCLRv2's.",
+        "method",
+        valid=at_least(0),
+    )
     projection_layers: int | None = setting(
         None, "Projection head layers (2: SimCLR v1, 3: v2); default: the method's.", "method", valid=at_least(1)
     )

@@ -4,12 +4,15 @@ Every encoder is a functional `keras.Model`, so it saves to `.keras`, exports as
 SavedModel and can be swapped for any other Keras model with a flat output. Batch norm
 is `synchronized`: under a distribution strategy its statistics cover the global batch,
 which SimCLR needs so that replicas cannot cheat the loss with local statistics.
+
+The bottleneck ResNets (50, 101, 152) can take SimCLRv2's selective kernels (Chen et al.
+2020, arXiv:2006.10029; google-research/simclr, tf2/resnet.py) with `sk_ratio` > 0.
 """
 
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from contrastive_tf.data import DIGIT_MAX_SIZE, is_small
 from contrastive_tf.errors import UsageError
@@ -19,8 +22,14 @@ RESNET_DEPTHS = {
     "resnet18": ([2, 2, 2, 2], False),
     "resnet34": ([3, 4, 6, 3], False),
     "resnet50": ([3, 4, 6, 3], True),
+    "resnet101": ([3, 4, 23, 3], True),
+    "resnet152": ([3, 8, 36, 3], True),
 }
 ENCODERS = ("small_cnn", *RESNET_DEPTHS)
+SK_ENCODERS = tuple(name for name, (_, bottleneck) in RESNET_DEPTHS.items() if bottleneck)
+# SimCLRv2's SK ResNets: the attention's hidden layer is 1/16 of the branch width, never below 32 units.
+SIMCLRV2_SK_RATIO = 0.0625
+SK_MIN_HIDDEN = 32
 
 
 def _batch_norm(x, zero_init: bool = False):
@@ -40,14 +49,44 @@ def _conv_bn_relu(x, filters: int, kernel: int, stride: int = 1, relu: bool = Tr
     return layers.ReLU()(x) if relu else x
 
 
-def _residual_block(x, filters: int, stride: int, bottleneck: bool):
+def _selective_kernel_conv(x, filters: int, stride: int, sk_ratio: float):
+    """The selective-kernel 3x3 conv of SimCLRv2's ResNets (after Li et al. 2019): one conv
+    makes two branches of `filters` channels, and every channel of every image mixes them
+    with softmax weights computed from the spatial mean of their sum."""
+    branches = ops.stack(ops.split(_conv_bn_relu(x, 2 * filters, 3, stride), 2, axis=-1))
+    context = layers.GlobalAveragePooling2D(keepdims=True)(ops.sum(branches, axis=0))
+    context = _conv_bn_relu(context, max(int(filters * sk_ratio), SK_MIN_HIDDEN), 1)
+    logits = layers.Conv2D(2 * filters, 1, use_bias=False, kernel_initializer="he_normal")(context)
+    weights = ops.softmax(ops.stack(ops.split(logits, 2, axis=-1)), axis=0)
+    return ops.sum(branches * weights, axis=0)
+
+
+def _average_pool_shortcut(x, out_filters: int, stride: int):
+    """ResNet-D's projection shortcut (He et al. 2019), which SimCLRv2's SK ResNets use: an
+    average over each 2x2 window, then a 1x1 conv at stride 1, so no pixel is skipped."""
+    if stride == 1:
+        x = layers.AveragePooling2D(2, strides=1, padding="same")(x)
+    else:
+        # Pad at the end only, as the reference does, so an odd size averages in a zero.
+        x = layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
+        x = layers.AveragePooling2D(2, strides=stride)(x)
+    return _conv_bn_relu(x, out_filters, 1, relu=False)
+
+
+def _residual_block(x, filters: int, stride: int, bottleneck: bool, sk_ratio: float = 0.0):
     out_filters = filters * 4 if bottleneck else filters
     shortcut = x
     if stride != 1 or x.shape[-1] != out_filters:
-        shortcut = _conv_bn_relu(x, out_filters, 1, stride, relu=False)
+        if sk_ratio:
+            shortcut = _average_pool_shortcut(x, out_filters, stride)
+        else:
+            shortcut = _conv_bn_relu(x, out_filters, 1, stride, relu=False)
     if bottleneck:
         x = _conv_bn_relu(x, filters, 1)
-        x = _conv_bn_relu(x, filters, 3, stride)
+        if sk_ratio:
+            x = _selective_kernel_conv(x, filters, stride, sk_ratio)
+        else:
+            x = _conv_bn_relu(x, filters, 3, stride)
         x = _conv_bn_relu(x, out_filters, 1, relu=False, zero_init=True)
     else:
         x = _conv_bn_relu(x, filters, 3, stride)
@@ -55,35 +94,63 @@ def _residual_block(x, filters: int, stride: int, bottleneck: bool):
     return layers.ReLU()(layers.Add()([x, shortcut]))
 
 
+def _no_selective_kernels(name: str, sk_ratio: float) -> UsageError:
+    return UsageError(
+        f"sk_ratio={sk_ratio:g} needs a bottleneck ResNet ({', '.join(SK_ENCODERS)}): selective kernels replace "
+        f"the 3x3 conv of a bottleneck block, and {name} has none; set sk_ratio to 0 or choose one of those encoders"
+    )
+
+
 def resnet(
     depth: str = "resnet18",
     input_shape: tuple[int, int, int] = (32, 32, 3),
     width: float = 1.0,
+    sk_ratio: float = 0.0,
 ) -> keras.Model:
     """A ResNet (v1.5) whose output is the global-average-pooled representation h.
 
     Inputs of 32 px or less get the CIFAR stem (3x3 conv, stride 1, no max-pool), as in
     SimCLR's CIFAR experiments; larger ones the ImageNet stem (7x7 stride 2 + max-pool).
 
+    With `sk_ratio` > 0 the ResNet is SimCLRv2's SK ResNet (google-research/simclr,
+    tf2/resnet.py): every bottleneck's 3x3 conv is a selective-kernel conv whose attention
+    has max(sk_ratio * its width, 32) hidden units, projection shortcuts average-pool before
+    their 1x1 conv, and the ImageNet stem is three 3x3 convs (stride 2, then 1 and 1; half
+    width, half, full) before the max-pool. The CIFAR stem stays one 3x3 conv.
+
     Args:
-        depth: "resnet18", "resnet34" or "resnet50".
+        depth: one of `RESNET_DEPTHS`: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152".
         input_shape: (height, width, channels) of the [0, 1] input images.
-        width: channel multiplier; h has 512*width (or 2048*width for resnet50) units.
+        width: channel multiplier; h has 512*width (18, 34) or 2048*width (50, 101, 152) units.
+        sk_ratio: 0 for plain ResNets; SimCLRv2 uses 0.0625 (`SIMCLRV2_SK_RATIO`). Bottleneck
+            ResNets only.
+
+    Example:
+        >>> resnet("resnet50", (224, 224, 3), width=2, sk_ratio=0.0625).name
+        'resnet50_w2_sk'
     """
     blocks, bottleneck = RESNET_DEPTHS[depth]
+    if sk_ratio and not bottleneck:
+        raise _no_selective_kernels(depth, sk_ratio)
     base = max(8, int(round(64 * width)))
     inputs = keras.Input(input_shape, name="images")
     if is_small(input_shape):
         x = _conv_bn_relu(inputs, base, 3)
     else:
-        x = _conv_bn_relu(inputs, base, 7, stride=2)
+        if sk_ratio:
+            x = _conv_bn_relu(inputs, base // 2, 3, stride=2)
+            x = _conv_bn_relu(x, base // 2, 3)
+            x = _conv_bn_relu(x, base, 3)
+        else:
+            x = _conv_bn_relu(inputs, base, 7, stride=2)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     for stage, count in enumerate(blocks):
         for index in range(count):
             stride = 2 if stage > 0 and index == 0 else 1
-            x = _residual_block(x, base * 2**stage, stride, bottleneck)
+            x = _residual_block(x, base * 2**stage, stride, bottleneck, sk_ratio)
     outputs = layers.GlobalAveragePooling2D(name="representation")(x)
-    return keras.Model(inputs, outputs, name=f"{depth}_w{width:g}")
+    sk = "" if not sk_ratio else "_sk" if sk_ratio == SIMCLRV2_SK_RATIO else f"_sk{sk_ratio:g}"
+    return keras.Model(inputs, outputs, name=f"{depth}_w{width:g}{sk}")
 
 
 def small_cnn(input_shape: tuple[int, int, int] = (28, 28, 1), width: float = 1.0) -> keras.Model:
@@ -108,12 +175,19 @@ def default_encoder(input_shape: tuple[int, int, int]) -> str:
     return "small_cnn" if max(input_shape[:2]) <= DIGIT_MAX_SIZE else "resnet18"
 
 
-def build_encoder(name: str, input_shape: tuple[int, int, int], width: float = 1.0) -> keras.Model:
-    """The encoder called `name` (one of `ENCODERS`) for images of `input_shape`."""
+def build_encoder(
+    name: str, input_shape: tuple[int, int, int], width: float = 1.0, sk_ratio: float = 0.0
+) -> keras.Model:
+    """The encoder called `name` (one of `ENCODERS`) for images of `input_shape`, with
+    SimCLRv2's selective kernels if `sk_ratio` > 0 (bottleneck ResNets only; see `resnet`)."""
     if name not in ENCODERS:
         raise UsageError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     if width <= 0:
         raise UsageError(f"width must be > 0, got {width}")
+    if sk_ratio < 0:
+        raise UsageError(f"sk_ratio must be >= 0, got {sk_ratio}")
     if name == "small_cnn":
+        if sk_ratio:
+            raise _no_selective_kernels(name, sk_ratio)
         return small_cnn(input_shape, width)
-    return resnet(name, input_shape, width)
+    return resnet(name, input_shape, width, sk_ratio)
