@@ -281,11 +281,11 @@ def _list_folder(
     return images, folders
 
 
-def _image_files(folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[int, int]]) -> list[pathlib.Path]:
+def image_files(folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[int, int]]) -> list[pathlib.Path]:
     """Every image file under `folder` at any depth: its own first, then each subfolder's by name."""
     images, folders = _list_folder(folder, skipped, seen)
     for subfolder in folders:
-        images += _image_files(subfolder, skipped, seen)
+        images += image_files(subfolder, skipped, seen)
     return images
 
 
@@ -305,7 +305,7 @@ def _layout(folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[
     least two such subfolders (a class's images may be nested below its folder); otherwise
     one unlabelled set, read recursively."""
     top, folders = _list_folder(folder, skipped, seen)
-    below = {subfolder.name: _image_files(subfolder, skipped, seen) for subfolder in folders}
+    below = {subfolder.name: image_files(subfolder, skipped, seen) for subfolder in folders}
     below = {name: images for name, images in below.items() if images}
     if not top and len(below) >= 2:
         class_names = tuple(below)
@@ -361,7 +361,7 @@ def _decode(path: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def _why_unreadable(path: pathlib.Path) -> str:
+def why_unreadable(path: pathlib.Path) -> str:
     """The reason a file that failed to decode is skipped, for the log line."""
     try:
         with open(path, "rb") as file:
@@ -390,7 +390,7 @@ def _probe_images(files: list[pathlib.Path], root: pathlib.Path) -> tuple[tuple[
     return size, channels
 
 
-def _folder_split(
+def read_image_files(
     files: list[pathlib.Path], labels: list[int], channels: int, size: tuple[int, int]
 ) -> tuple[Split, list[pathlib.Path], bool]:
     """The decodable images of `files`, the files that are not, and whether the split streams.
@@ -434,43 +434,43 @@ def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
         skipped[_OUTSIDE_SPLITS] += len(top)
         for folder in folders:
             if folder.name not in ("train", "test"):
-                skipped[_OUTSIDE_SPLITS] += len(_image_files(folder, skipped, seen))
+                skipped[_OUTSIDE_SPLITS] += len(image_files(folder, skipped, seen))
         train = _layout(root / "train", skipped, seen)
         if (root / "test").is_dir() and train.class_names:
             top, folders = _list_folder(root / "test", skipped, seen)
             skipped[_TEST_OUTSIDE_CLASSES] += len(top)
             for folder in folders:
-                images = _image_files(folder, skipped, seen)
+                images = image_files(folder, skipped, seen)
                 if folder.name in train.class_names:
                     test_files += images
                     test_labels += [train.class_names.index(folder.name)] * len(images)
                 else:
                     skipped[_TEST_OUTSIDE_CLASSES] += len(images)
         elif (root / "test").is_dir():
-            skipped[_TEST_UNUSED] += len(_image_files(root / "test", skipped, seen))
+            skipped[_TEST_UNUSED] += len(image_files(root / "test", skipped, seen))
         description = f"{train.description} in train/{' and test/' if (root / 'test').is_dir() else ''}"
     else:
         train = _layout(root, skipped, seen)
         description = train.description
     if not train.files:
         raise UsageError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root} ({_summary(skipped)}); "
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root} ({skipped_summary(skipped)}); "
             "point dataset at an image folder"
         )
     native, channels = _probe_images(train.files, root)
     size = (image_size, image_size) if image_size else native
-    train_split, failed, streams = _folder_split(train.files, train.labels, channels, size)
+    train_split, failed, streams = read_image_files(train.files, train.labels, channels, size)
     test_split = None
     if test_files:
-        test_split, failed_test, _ = _folder_split(test_files, test_labels, channels, size)
+        test_split, failed_test, _ = read_image_files(test_files, test_labels, channels, size)
         failed += failed_test
-    skipped.update(_why_unreadable(path) for path in failed)
+    skipped.update(why_unreadable(path) for path in failed)
     count = f"{train_split.num_examples} images"
     if test_split is not None:
         count = f"{train_split.num_examples} train + {test_split.num_examples} test images"
     if streams:
         count += ", streamed from disk"
-    line = f"image folder {root}: {description}, {count}; {_summary(skipped)}"
+    line = f"image folder {root}: {description}, {count}; {skipped_summary(skipped)}"
     _log.log(logging.WARNING if +skipped or train.mixed else logging.INFO, line)
     return ImageData(
         name=str(root),
@@ -481,7 +481,7 @@ def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
     )
 
 
-def _summary(skipped: collections.Counter) -> str:
+def skipped_summary(skipped: collections.Counter) -> str:
     """'skipped 3: 2 not images, 1 hidden', most frequent reason first, or 'nothing skipped'."""
     counts = (+skipped).most_common()  # + drops the reasons counted zero times
     if not counts:

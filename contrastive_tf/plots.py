@@ -1,5 +1,5 @@
 """Pictures a person would rather look at than numbers: views, training curves, the
-confusion matrix and a 2-D map of the representation."""
+confusion matrix, a 2-D map of the representation and image-search neighbours."""
 
 from __future__ import annotations
 
@@ -120,4 +120,42 @@ def plot_embedding(
     axis.set_xlabel("principal component 1")
     axis.set_ylabel("principal component 2")
     axis.set_title("test representations (PCA)")
+    return _finish(figure, path)
+
+
+def _shortened(text: str, length: int = 22) -> str:
+    return text if len(text) <= length else "…" + text[-(length - 1) :]
+
+
+def plot_neighbours(
+    queries: np.ndarray,
+    neighbours: np.ndarray,
+    similarities: np.ndarray,
+    captions: np.ndarray | None = None,
+    query_captions: list[str] | None = None,
+    path: str | os.PathLike | None = None,
+) -> Figure:
+    """A row per query: the query image, then its nearest images, each titled with its
+    cosine similarity (and its caption, shortened from the left to fit).
+
+    Args:
+        queries: uint8 [Q, H, W, C] (or float in [0, 1]).
+        neighbours: the same kind, [Q, k, H, W, C], most similar first.
+        similarities: [Q, k] cosine similarities.
+        captions: [Q, k] names of the neighbours (file names, classes), or None.
+        query_captions: Q names of the queries, or None.
+        path: where to save the PNG; None leaves the figure open (notebooks).
+    """
+    queries = np.asarray(to_unit_range(tf.convert_to_tensor(queries)))
+    neighbours = np.asarray(to_unit_range(tf.convert_to_tensor(neighbours)))
+    count, k = similarities.shape
+    figure, axes = plt.subplots(count, k + 1, figsize=(1.3 * (k + 1), 1.55 * count), squeeze=False)
+    for row in range(count):
+        _show(axes[row, 0], queries[row])
+        name = f"\n{_shortened(query_captions[row])}" if query_captions is not None else ""
+        axes[row, 0].set_title(f"query{name}", fontsize=7, fontweight="bold")
+        for column in range(k):
+            _show(axes[row, column + 1], neighbours[row, column])
+            name = f"\n{_shortened(str(captions[row, column]))}" if captions is not None else ""
+            axes[row, column + 1].set_title(f"{similarities[row, column]:.3f}{name}", fontsize=7)
     return _finish(figure, path)

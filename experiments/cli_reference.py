@@ -15,7 +15,7 @@ from absl import flags
 from contrastive_tf.config import GROUPS, PretrainConfig
 from contrastive_tf.methods import METHODS, setting_names
 
-ENTRY_POINTS = ("pretrain", "linear_eval", "knn_eval", "finetune", "distill", "quality", "benchmark")
+ENTRY_POINTS = ("pretrain", "linear_eval", "knn_eval", "finetune", "distill", "search", "quality", "benchmark")
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 # The config group of each pretraining flag; the flags beyond the config are run settings.
 _PRETRAIN_GROUPS = {field.name: field.metadata["group"] for field in dataclasses.fields(PretrainConfig)}
@@ -41,7 +41,7 @@ def _default(flag: flags.Flag) -> str:
 def _table(flag_list: list[flags.Flag]) -> list[str]:
     rows = ["| flag | default | what it sets |", "| --- | --- | --- |"]
     for flag in flag_list:
-        help_text = flag.help
+        help_text = " ".join(flag.help.split())  # a repeatable flag's help has absl's line break in it
         choices = getattr(flag.parser, "enum_values", None)
         if choices:
             # absl puts the choices in front of an enum's help; here they go at its end.
