@@ -112,6 +112,16 @@ def config_from_flags(config_class: type, flag_values: flags.FlagValues = flags.
     return config_class(**values)
 
 
+def config_from_argv(config_class: type, argv: list[str]):
+    """The `config_class` instance that command-line arguments such as
+    ["--flagfile=configs/cpu_mnist.flags", "--epochs=2"] describe, parsed on their own flags
+    (not flags.FLAGS), so that one process can read several recipes."""
+    flag_values = flags.FlagValues()
+    define_config_flags(config_class, flag_values)
+    flag_values(["config", *argv])
+    return config_from_flags(config_class, flag_values)
+
+
 # The `define_flags` functions already applied to flags.FLAGS in this process.
 _DEFINED: set[Callable] = set()
 

@@ -5,9 +5,12 @@ per data set and method.
 python -m experiments.quality --datasets=mnist --mnist=../shared/data/mnist.npz
 python -m experiments.quality --datasets=cifar10 --cifar10=/tmp/cifar10-jpeg   # the unpacked shared copy
 python -m experiments.quality --datasets=mnist --methods=simclr,moco,byol,simsiam,supcon --mnist_epochs=2
+python -m experiments.quality --configs=configs/cpu_mnist.flags --label_fractions=0.01   # a recipe file's rows
 
 Prints one Markdown table (the README shows it) and writes it with every figure to
---output_dir/results.json. Each data set's pretraining runs to its --*_epochs.
+--output_dir/results.json. Each data set's pretraining runs to its --*_epochs; with
+--configs, each recipe file is pretrained as `python -m experiments.pretrain --flagfile=FILE`
+would (a row group per file, named for it) instead of the --datasets x --methods groups.
 """
 
 from __future__ import annotations
@@ -59,6 +62,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         "cifar10",
         "cifar10",
         "CIFAR-10: the TFDS name or an image folder with train/ and test/.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "configs",
+        [],
+        "Pretraining recipe files (absl flagfiles such as configs/cpu_mnist.flags), a row group each; "
+        "set, they replace --datasets and --methods.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer("mnist_epochs", 6, "Pretraining epochs on MNIST.", flag_values=flag_values)
@@ -116,36 +126,50 @@ def make_baselines(encoder: keras.Model, data) -> Baselines:
     return Baselines(features, scratch)
 
 
-def quality_rows(
-    name: str, source: str, epochs: int, method: str, baselines: dict[str, Baselines]
-) -> tuple[list[Row], float]:
-    """The rows of one data set and method, and its pretraining time in minutes;
-    `baselines` holds (or is given) the data set's baselines."""
-    model_dir = pathlib.Path(FLAGS.output_dir) / name / method
-    if latest_step(model_dir / CHECKPOINTS_DIR):
-        # Resuming would report the time of what was left, not of the pretraining.
-        cli.fail(f"{model_dir} holds an earlier pretraining run; pass a new --output_dir")
+def dataset_config(name: str, source: str, epochs: int, method: str) -> PretrainConfig:
+    """The pretraining of data set `name` (mnist, cifar10) from `source` by `method`, with
+    the data set's recipe in `RECIPES`."""
     other_methods_settings = setting_names() - set(METHODS[method].settings())
-    config = PretrainConfig(
+    return PretrainConfig(
         dataset=source,
         method=method,
         epochs=epochs,
         seed=FLAGS.seed,
-        model_dir=str(model_dir),
-        overwrite=True,
-        verbose=2,
         # A recipe's method settings go to the methods that have them.
         **{key: value for key, value in RECIPES[name].items() if key not in other_methods_settings},
         **METHOD_SETTINGS.get(method, {}),
     )
+
+
+def file_config(path: str) -> PretrainConfig:
+    """The pretraining `python -m experiments.pretrain --flagfile=PATH` runs."""
+    if not pathlib.Path(path).is_file():
+        cli.fail(f"recipe file {path} does not exist; pass a flagfile such as configs/cpu_mnist.flags")
+    try:
+        return cli.config_from_argv(PretrainConfig, [f"--flagfile={path}"])
+    except flags.Error as error:
+        cli.fail(f"{path}: {error}")
+
+
+def quality_rows(name: str, config: PretrainConfig, baselines: dict[str, Baselines]) -> tuple[list[Row], float]:
+    """The rows of the pretraining `config`, named `name`, and its pretraining time in
+    minutes; `baselines` holds (or is given) the baselines of its data and architecture."""
+    method, source = config.method, config.dataset
+    model_dir = pathlib.Path(FLAGS.output_dir) / name / method
+    if latest_step(model_dir / CHECKPOINTS_DIR):
+        # Resuming would report the time of what was left, not of the pretraining.
+        cli.fail(f"{model_dir} holds an earlier pretraining run; pass a new --output_dir")
+    config = dataclasses.replace(config, model_dir=str(model_dir), overwrite=True, verbose=2)
     start = time.perf_counter()
     result = pretrain(config)
     minutes = (time.perf_counter() - start) / 60
     trained = load_pretrained(model_dir)
-    data = labelled_data(source, None, trained.image_shape)
-    if name not in baselines:
-        baselines[name] = make_baselines(trained.encoder, data)
-    baseline = baselines[name]
+    data = labelled_data(source, config.data_dir, trained.image_shape)
+    # The same data and architecture have the same baselines, whatever the method.
+    key = f"{source}/{trained.encoder.name}"
+    if key not in baselines:
+        baselines[key] = make_baselines(trained.encoder, data)
+    baseline = baselines[key]
     features = {
         "learned": (extract_features(trained.encoder, data.train), extract_features(trained.encoder, data.test)),
         "random": baseline.features,
@@ -202,18 +226,20 @@ def main(argv: list[str]) -> None:
     unknown = set(FLAGS.methods) - set(METHODS)
     if unknown:
         cli.fail(f"unknown --methods {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
+    groups = [(pathlib.Path(path).stem, file_config(path)) for path in FLAGS.configs] or [
+        (name, dataset_config(name, *sources[name], method)) for name in FLAGS.datasets for method in FLAGS.methods
+    ]
     rows, minutes, baselines = [], {}, {}
-    for name in FLAGS.datasets:
-        for method in FLAGS.methods:
-            found, minutes[f"{name}/{method}"] = quality_rows(name, *sources[name], method, baselines)
-            rows += found
-            # Written after every method, so that a run cut short keeps the rows it made.
-            text = table(rows, minutes)
-            print(text)
-            write_results(
-                FLAGS.output_dir,
-                {"rows": [dataclasses.asdict(row) for row in rows], "pretraining_minutes": minutes, "table": text},
-            )
+    for name, config in groups:
+        found, minutes[f"{name}/{config.method}"] = quality_rows(name, config, baselines)
+        rows += found
+        # Written after every method, so that a run cut short keeps the rows it made.
+        text = table(rows, minutes)
+        print(text)
+        write_results(
+            FLAGS.output_dir,
+            {"rows": [dataclasses.asdict(row) for row in rows], "pretraining_minutes": minutes, "table": text},
+        )
 
 
 if __name__ == "__main__":

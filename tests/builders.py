@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-from absl import flags
 
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.config import PretrainConfig
@@ -44,7 +43,4 @@ def simclr_model(augmenter=None, num_classes=None, projection_layers=2):
 
 def config_from_argv(*argv: str) -> PretrainConfig:
     """The config `python -m experiments.pretrain ARGV` would run, parsed in-process."""
-    flag_values = flags.FlagValues()
-    cli.define_config_flags(PretrainConfig, flag_values)
-    flag_values(["pretrain", *argv])
-    return cli.config_from_flags(PretrainConfig, flag_values)
+    return cli.config_from_argv(PretrainConfig, list(argv))
