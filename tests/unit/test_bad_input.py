@@ -109,7 +109,7 @@ CASES = {
     ),
     "fewer images than one batch": (
         lambda d: dict(dataset=_npz(d / "h.npz", x_train=np.zeros((10, 8, 8), np.uint8))),
-        "fewer than one batch of 256",
+        "fewer than one batch of 128",
     ),
 }
 
