@@ -98,13 +98,13 @@ class PretrainConfig:
     )
     predictor_hidden_dim: int | None = setting(
         None,
-        "Width of the predictor's hidden layer (byol, simsiam); default: the method's.",
+        "Width of the predictor's hidden layer (byol, simsiam, nnclr); default: the method's.",
         "method",
         valid=at_least(1),
     )
     temperature: float | None = setting(
         None,
-        "Temperature tau of NT-Xent (simclr), InfoNCE (moco) and SupCon; default: the method's.",
+        "Temperature tau of NT-Xent (simclr), InfoNCE (moco), SupCon and NNCLR; default: the method's.",
         "method",
         valid=positive(),
     )
@@ -116,11 +116,30 @@ class PretrainConfig:
     )
     asymmetric_views: bool | None = setting(
         None,
-        "BYOL's two views drawn differently (blur 1.0 / 0.1, solarize 0 / 0.2); default: the method's.",
+        "Draw the two views differently, as BYOL does (blur 1.0 / 0.1, solarize 0 / 0.2): byol, barlow_twins, "
+        "vicreg, nnclr; default: the method's.",
         "method",
     )
     queue_size: int | None = setting(
-        None, "MoCo's queue of negatives; default: the method's.", "method", valid=at_least(1)
+        None, "MoCo's queue of negatives, NNCLR's support set; default: the method's.", "method", valid=at_least(1)
+    )
+    redundancy_weight: float | None = setting(
+        None,
+        "Barlow Twins' lambda, the weight of the off-diagonal (redundancy) terms; default: the method's.",
+        "method",
+        valid=at_least(0),
+    )
+    invariance_weight: float | None = setting(
+        None,
+        "VICReg's weight of the invariance (mean squared error) term; default: the method's.",
+        "method",
+        valid=at_least(0),
+    )
+    variance_weight: float | None = setting(
+        None, "VICReg's weight of the variance (std hinge) term; default: the method's.", "method", valid=at_least(0)
+    )
+    covariance_weight: float | None = setting(
+        None, "VICReg's weight of the covariance term; default: the method's.", "method", valid=at_least(0)
     )
     # Optimisation.
     batch_size: int = setting(

@@ -108,9 +108,7 @@ def agree_across_workers(strategy: tf.distribute.Strategy, step: int, what: str)
     return step
 
 
-def minimize(
-    optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape, loss: tf.Tensor, variables: list
-) -> None:
+def minimize(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape, loss: tf.Tensor, variables: list) -> None:
     """One optimizer step on `loss`, recorded by `tape`, inside a replica's train step.
     Keras sums the replicas' gradients, so each replica contributes its share of the mean."""
     with tape:

@@ -1,12 +1,13 @@
 """Contrastive objectives: NT-Xent (SimCLR, also over more than two views), SupCon,
-InfoNCE (MoCo), BYOL's and SimSiam's regression of one view's projection onto the
-other's, the margin contrastive loss and the triplet loss with batch mining.
+InfoNCE (MoCo), NNCLR's loss, BYOL's and SimSiam's regression of one view's projection
+onto the other's, Barlow Twins' and VICReg's statistics of the batch's embeddings, the
+margin contrastive loss and the triplet loss with batch mining.
 
 Under a `tf.distribute` strategy the losses that compare an anchor with the rest of the
-batch gather every replica's embeddings, so each anchor meets the whole global batch:
-2N - 2 negatives for a global batch of N images (2N views) in NT-Xent. Each replica
-returns its share, so that the mean of the replicas' losses is the single-device loss
-on the global batch.
+batch, or take statistics of the batch, gather every replica's embeddings, so each anchor
+meets the whole global batch (2N - 2 negatives for a global batch of N images, 2N views,
+in NT-Xent) and each statistic is the global batch's. Each replica returns its share, so
+that the mean of the replicas' losses is the single-device loss on the global batch.
 """
 
 from __future__ import annotations
@@ -212,6 +213,94 @@ def negative_cosine_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     """SimSiam's D(p, z): minus the mean cosine similarity of the rows, in [-1, 1]. Stop the
     target's gradient before calling it."""
     return -_mean_cosine(prediction, target)
+
+
+def nnclr_loss(neighbours: tf.Tensor, predictions: tf.Tensor, temperature: float = 0.1) -> tf.Tensor:
+    """NNCLR's loss one way round (Dwibedi et al. 2021, eq. 2): the mean over images i of
+    -log(exp(cos(NN(z_i), p_i)/tau) / sum_k exp(cos(NN(z_i), p_k)/tau)), where NN(z_i) is
+    the nearest neighbour of one view's projection in the support set and p_k the other
+    view's predictions of the global batch's images. NNCLR averages it both ways round.
+
+    Args:
+        neighbours: [n, d] NN(z) of one view of this replica's n images (no gradient).
+        predictions: [n, d] the predictor's outputs for the other view of the same images.
+        temperature: tau > 0.
+
+    Under a strategy every replica's predictions are candidates, as in solo-learn
+    (`solo/losses/nnclr.py`, `nnclr_loss_func`).
+    """
+    check_temperature(temperature)
+    all_predictions, offset = gather_replicas(tf.cast(predictions, tf.float32))
+    logits = similarity(neighbours, all_predictions) / temperature
+    return mean_cross_entropy(offset + tf.range(tf.shape(neighbours)[0]), logits)
+
+
+def _off_diagonal_squares(matrix: tf.Tensor) -> tf.Tensor:
+    """The sum of the squares of a square matrix's off-diagonal entries."""
+    return tf.reduce_sum(tf.square(tf.linalg.set_diag(matrix, tf.zeros_like(tf.linalg.diag_part(matrix)))))
+
+
+def barlow_twins_loss(z_a: tf.Tensor, z_b: tf.Tensor, redundancy_weight: float = 5e-3) -> tf.Tensor:
+    """Barlow Twins' loss (Zbontar et al. 2021): sum_i (1 - C_ii)^2 + lambda sum_{i != j}
+    C_ij^2, where C [d, d] is the cross-correlation of the two views' embeddings, each
+    normalised per dimension over the batch (batch norm without scale and shift: mean 0,
+    biased variance 1, epsilon 1e-5) and C = norm(z_a)^T norm(z_b) / N.
+
+    Args:
+        z_a, z_b: [n, d] embeddings of two views of the same n images.
+        redundancy_weight: lambda >= 0, the weight of the off-diagonal terms.
+
+    Under a strategy the normalisation and C are over the global batch of N images, as the
+    reference's synchronised batch norm and all-reduce of C make them
+    (facebookresearch/barlowtwins `main.py`, `BarlowTwins.forward`); every replica returns
+    the whole loss.
+    """
+    z_a, _ = gather_replicas(tf.cast(z_a, tf.float32))
+    z_b, _ = gather_replicas(tf.cast(z_b, tf.float32))
+
+    def normalised(z):
+        mean, variance = tf.nn.moments(z, axes=[0])
+        return (z - mean) * tf.math.rsqrt(variance + 1e-5)
+
+    c = tf.matmul(normalised(z_a), normalised(z_b), transpose_a=True) / tf.cast(tf.shape(z_a)[0], tf.float32)
+    on_diagonal = tf.reduce_sum(tf.square(1.0 - tf.linalg.diag_part(c)))
+    return on_diagonal + redundancy_weight * _off_diagonal_squares(c)
+
+
+def vicreg_loss(
+    z_a: tf.Tensor,
+    z_b: tf.Tensor,
+    invariance_weight: float = 25.0,
+    variance_weight: float = 25.0,
+    covariance_weight: float = 1.0,
+) -> tf.Tensor:
+    """VICReg's loss (Bardes et al. 2022): invariance_weight x the mean squared error of
+    the two views' embeddings, plus variance_weight x the mean over dimensions of
+    max(0, 1 - sqrt(Var(z_j) + 1e-4)) (averaged over the two views), plus
+    covariance_weight x the sum of the squared off-diagonal covariances divided by d
+    (summed over the two views); variances and covariances are unbiased (N - 1).
+
+    Args:
+        z_a, z_b: [n, d] embeddings of two views of the same n images.
+        invariance_weight, variance_weight, covariance_weight: the three terms' weights
+            (25, 25, 1 in the paper).
+
+    Under a strategy the variances and covariances are over the global batch of N images,
+    as in the reference (facebookresearch/vicreg `main_vicreg.py`, `VICReg.forward`, which
+    gathers the embeddings with `FullGatherLayer`); the mean squared error is each
+    replica's share of the global mean.
+    """
+    z_a, z_b = tf.cast(z_a, tf.float32), tf.cast(z_b, tf.float32)
+    invariance = _replica_share(tf.reduce_sum(tf.square(z_a - z_b)), tf.cast(tf.size(z_a), tf.float32))
+    variance, covariance = 0.0, 0.0
+    for z in (z_a, z_b):
+        z, _ = gather_replicas(z)
+        z = z - tf.reduce_mean(z, axis=0)
+        count, dim = tf.cast(tf.shape(z)[0], tf.float32), tf.cast(tf.shape(z)[1], tf.float32)
+        std = tf.sqrt(tf.reduce_sum(tf.square(z), axis=0) / (count - 1.0) + 1e-4)
+        variance += tf.reduce_mean(tf.nn.relu(1.0 - std)) / 2.0
+        covariance += _off_diagonal_squares(tf.matmul(z, z, transpose_a=True) / (count - 1.0)) / dim
+    return invariance_weight * invariance + variance_weight * variance + covariance_weight * covariance
 
 
 def margin_contrastive_loss(x1: tf.Tensor, x2: tf.Tensor, is_similar: tf.Tensor, margin: float = 1.0) -> tf.Tensor:

@@ -143,3 +143,55 @@ def numpy_simclr_linear_first_step(features, labels, num_classes, learning_rate,
     gradient_w, gradient_b = x.T @ error / len(x), error.mean(0)
     move = -(1 + momentum) * learning_rate
     return move * gradient_w, move * gradient_b
+
+
+def numpy_barlow_twins(z1, z2, lambd):
+    """facebookresearch/barlowtwins, main.py, `BarlowTwins.forward` with `off_diagonal`, on
+    one device: each view through BatchNorm1d(affine=False) in training mode (batch mean,
+    biased variance, eps 1e-5), c = bn(z1).T @ bn(z2) / batch_size, then
+    sum((diag(c) - 1)^2) + lambd * sum(off-diagonal(c)^2)."""
+    z1, z2 = (np.asarray(z, np.float64) for z in (z1, z2))
+    batch_size, d = z1.shape
+
+    def bn(z):
+        return (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + 1e-5)
+
+    c = bn(z1).T @ bn(z2) / batch_size
+    on_diag = np.sum((np.diagonal(c) - 1) ** 2)
+    # The reference's off_diagonal: drop the last entry, view as (d - 1, d + 1), drop column 0.
+    off_diag = np.sum(c.flatten()[:-1].reshape(d - 1, d + 1)[:, 1:] ** 2)
+    return float(on_diag + lambd * off_diag)
+
+
+def numpy_vicreg(x, y, sim_coeff, std_coeff, cov_coeff):
+    """facebookresearch/vicreg, main_vicreg.py, `VICReg.forward` with `off_diagonal`, on one
+    device (the gather is the identity): MSE of x and y, then, with x and y centred, the
+    hinge on sqrt(unbiased variance + 1e-4) averaged over the views, and the squared
+    off-diagonal covariances (divided by batch_size - 1) over num_features, summed."""
+    x, y = (np.asarray(z, np.float64) for z in (x, y))
+    batch_size, num_features = x.shape
+    repr_loss = np.mean((x - y) ** 2)
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    std_x, std_y = np.sqrt(x.var(axis=0, ddof=1) + 0.0001), np.sqrt(y.var(axis=0, ddof=1) + 0.0001)
+    std_loss = np.mean(np.maximum(0, 1 - std_x)) / 2 + np.mean(np.maximum(0, 1 - std_y)) / 2
+    cov_x, cov_y = x.T @ x / (batch_size - 1), y.T @ y / (batch_size - 1)
+    off = ~np.eye(num_features, dtype=bool)
+    cov_loss = np.sum(cov_x[off] ** 2) / num_features + np.sum(cov_y[off] ** 2) / num_features
+    return float(sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss)
+
+
+def numpy_nnclr(nn, p, temperature):
+    """vturrisi/solo-learn, solo/losses/nnclr.py, `nnclr_loss_func`, on one device: the
+    neighbours and predictions L2-normalised, logits nn @ p.T / temperature, and the mean
+    cross-entropy with each row's own image as the label."""
+    logits = unit(np.asarray(nn, np.float64)) @ unit(np.asarray(p, np.float64)).T / temperature
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-np.mean(np.diagonal(log_softmax)))
+
+
+def numpy_nearest_neighbours(z, bank):
+    """lightly-ai/lightly, lightly/models/modules/nn_memory_bank.py,
+    `NNMemoryBankModule.forward`: the bank's row of highest cosine similarity to each row of
+    z (returned normalised here, as the queue stores it)."""
+    bank = unit(np.asarray(bank, np.float64))
+    return bank[np.argmax(unit(np.asarray(z, np.float64)) @ bank.T, axis=1)]

@@ -10,11 +10,14 @@ from __future__ import annotations
 import keras
 
 from contrastive_tf.errors import UsageError
+from contrastive_tf.methods.barlow_twins import BarlowTwins
 from contrastive_tf.methods.base import ContrastiveModel
 from contrastive_tf.methods.byol import BYOL
 from contrastive_tf.methods.moco import MoCo
+from contrastive_tf.methods.nnclr import NNCLR
 from contrastive_tf.methods.simclr import SimCLR, SupCon
 from contrastive_tf.methods.simsiam import SimSiam
+from contrastive_tf.methods.vicreg import VICReg
 
 METHODS: dict[str, type[ContrastiveModel]] = {
     "simclr": SimCLR,
@@ -22,6 +25,9 @@ METHODS: dict[str, type[ContrastiveModel]] = {
     "byol": BYOL,
     "simsiam": SimSiam,
     "supcon": SupCon,
+    "barlow_twins": BarlowTwins,
+    "vicreg": VICReg,
+    "nnclr": NNCLR,
 }
 
 
@@ -69,13 +75,14 @@ def contrastive_model(
     """The model of `method` (a key of `METHODS`) around `encoder` and `augmenter`.
 
     Args:
-        method: simclr, moco, byol, simsiam or supcon (which needs labelled batches).
+        method: simclr, moco, byol, simsiam, supcon (which needs labelled batches),
+            barlow_twins, vicreg or nnclr.
         num_views: views per image; more than 2 only for methods whose loss takes them.
         num_classes: classes of the online linear probe; None turns it off.
         total_steps: the training length, for schedules such as BYOL's momentum.
         **settings: the method's own, with its defaults where left out:
             `METHODS[method].settings()` lists them (temperature, target_momentum,
-            queue_size, projection_layers, projection_dim, ...).
+            queue_size, redundancy_weight, projection_layers, projection_dim, ...).
 
     Example:
         >>> model = contrastive_model("byol", small_cnn(), SimCLRAugment(seed=0), total_steps=1400)
@@ -89,4 +96,16 @@ def contrastive_model(
     )
 
 
-__all__ = ["BYOL", "METHODS", "ContrastiveModel", "MoCo", "SimCLR", "SimSiam", "SupCon", "contrastive_model"]
+__all__ = [
+    "BYOL",
+    "METHODS",
+    "NNCLR",
+    "BarlowTwins",
+    "ContrastiveModel",
+    "MoCo",
+    "SimCLR",
+    "SimSiam",
+    "SupCon",
+    "VICReg",
+    "contrastive_model",
+]

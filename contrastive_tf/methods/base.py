@@ -8,6 +8,7 @@ import inspect
 import keras
 import tensorflow as tf
 
+from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.data import to_unit_range
 from contrastive_tf.distribute import minimize, step_logs
 from contrastive_tf.errors import UsageError
@@ -28,7 +29,8 @@ class ContrastiveModel(keras.Model):
     a free, running estimate of representation quality.
     """
 
-    # Constructor arguments that are layers, serialised as such by `get_config`.
+    # Constructor arguments that are layers, serialised as such by `get_config`; a method
+    # whose second view may be drawn differently adds "second_augmenter".
     layer_args: tuple[str, ...] = ("encoder", "augmenter")
     # Whether the loss takes more than two views of an image.
     multi_view = False
@@ -41,6 +43,7 @@ class ContrastiveModel(keras.Model):
         augmenter: keras.layers.Layer,
         num_views: int = 2,
         num_classes: int | None = None,
+        second_augmenter: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -48,7 +51,7 @@ class ContrastiveModel(keras.Model):
             raise ValueError(f"`num_views` must be >= 2; received num_views={num_views}.")
         if num_views > 2 and not self.multi_view:
             raise ValueError(f"{type(self).__name__} compares two views; received num_views={num_views}.")
-        self.encoder, self.augmenter = encoder, augmenter
+        self.encoder, self.augmenter, self.second_augmenter = encoder, augmenter, second_augmenter
         self.num_views, self.num_classes = num_views, num_classes
         self.probe = keras.layers.Dense(num_classes, name="linear_probe") if num_classes else None
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -142,9 +145,12 @@ class ContrastiveModel(keras.Model):
         return [augment(images, training=True) for augment in self.view_augmenters()], labels
 
     def view_augmenters(self) -> list[keras.layers.Layer]:
-        """The augmenter of each view; the same one for every view unless a method's views
-        are drawn differently."""
-        return [self.augmenter] * self.num_views
+        """The augmenter of each view: `augmenter`, except for the second view where a
+        `second_augmenter` draws it differently (see `asymmetric_augmenters`)."""
+        augmenters = [self.augmenter] * self.num_views
+        if self.second_augmenter is not None:
+            augmenters[1] = self.second_augmenter
+        return augmenters
 
     def minimize(self, tape: tf.GradientTape, loss: tf.Tensor, variables: list | None = None) -> None:
         """One optimizer step on `loss` (recorded by `tape`) plus the layers' own losses."""
@@ -174,3 +180,22 @@ class ContrastiveModel(keras.Model):
         for key in cls.layer_args:
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def asymmetric_augmenters(
+    augmenter: keras.layers.Layer, asymmetric_views: bool = True
+) -> tuple[keras.layers.Layer, keras.layers.Layer | None]:
+    """The augmenters of BYOL's two views, which Barlow Twins, VICReg and NNCLR draw too
+    (google-deepmind/byol `byol/utils/augmentations.py`; facebookresearch/barlowtwins
+    `main.py`, `Transform`; facebookresearch/vicreg `augmentations.py`, `TrainTransform`):
+    the first view always blurred and never solarized, the second blurred with probability
+    0.1 and solarized with 0.2 (blur only where `augmenter` blurs at all: not at CIFAR's size).
+
+    Returns (first, second): `augmenter` and None, meaning both views alike, unless
+    `asymmetric_views` and `augmenter` is a `SimCLRAugment`."""
+    if not asymmetric_views or not isinstance(augmenter, SimCLRAugment):
+        return augmenter, None
+    return (
+        augmenter.variant(blur_probability=1.0, solarize_probability=0.0),
+        augmenter.variant(blur_probability=0.1, solarize_probability=0.2, seed_offset=1),
+    )

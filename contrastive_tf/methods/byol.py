@@ -7,10 +7,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.heads import ProjectionHead, prediction_head
 from contrastive_tf.losses import normalized_regression_loss
-from contrastive_tf.methods.base import ContrastiveModel
+from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
 from contrastive_tf.methods.momentum import MomentumNetwork, byol_momentum
 
 
@@ -48,8 +47,7 @@ class BYOL(ContrastiveModel):
         second_augmenter: keras.layers.Layer | None = None,
         **kwargs,
     ):
-        super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
-        self.second_augmenter = second_augmenter
+        super().__init__(encoder, augmenter, num_views, num_classes, second_augmenter, **kwargs)
         if not 0 <= base_momentum <= 1:
             raise ValueError(f"`base_momentum` must be in [0, 1]; received base_momentum={base_momentum}.")
         if total_steps < 1:
@@ -81,9 +79,7 @@ class BYOL(ContrastiveModel):
         `scripts/pretrain/cifar/byol.yaml`).
 
         With `asymmetric_views` and a `SimCLRAugment`, the views are drawn as the paper's
-        (`byol/utils/augmentations.py`): the first always blurred and never solarized, the
-        second blurred with probability 0.1 and solarized with 0.2 (blur only where the
-        augmenter blurs at all: not at CIFAR's size)."""
+        (`byol/utils/augmentations.py`; see `asymmetric_augmenters`)."""
         head = ProjectionHead(
             projection_layers,
             projection_dim,
@@ -93,18 +89,8 @@ class BYOL(ContrastiveModel):
             output_bias=False,
         )
         predictor = prediction_head(projection_dim, predictor_hidden_dim, output_bias=False)
-        second = None
-        if asymmetric_views and isinstance(augmenter, SimCLRAugment):
-            augmenter, second = (
-                augmenter.variant(blur_probability=1.0, solarize_probability=0.0),
-                augmenter.variant(blur_probability=0.1, solarize_probability=0.2, seed_offset=1),
-            )
-        return cls(
-            encoder, head, predictor, augmenter, target_momentum, total_steps, num_classes, num_views, second
-        )
-
-    def view_augmenters(self) -> list[keras.layers.Layer]:
-        return [self.augmenter, self.second_augmenter or self.augmenter]
+        augmenter, second = asymmetric_augmenters(augmenter, asymmetric_views)
+        return cls(encoder, head, predictor, augmenter, target_momentum, total_steps, num_classes, num_views, second)
 
     def heads(self):
         return [self.projection_head, self.predictor]

@@ -8,48 +8,10 @@ import tensorflow as tf
 
 from contrastive_tf.errors import UsageError
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.losses import check_temperature, gather_replicas, info_nce_logits, mean_cross_entropy
+from contrastive_tf.losses import check_temperature, info_nce_logits, mean_cross_entropy
 from contrastive_tf.methods.base import ContrastiveModel
 from contrastive_tf.methods.momentum import MomentumNetwork
-
-
-@keras.saving.register_keras_serializable(package="contrastive_tf")
-class KeyQueue(keras.layers.Layer):
-    """MoCo's memory bank: the L2-normalised keys of the last `size` images, the oldest
-    overwritten first. It starts from random unit vectors, as MoCo's does.
-
-    Every replica holds the same queue, so `enqueue` takes the keys of the global batch.
-
-    Args:
-        size: K, the number of negatives; at least the global batch size.
-    """
-
-    def __init__(self, size: int = 4096, **kwargs):
-        super().__init__(**{"dtype": "float32", **kwargs})
-        if size < 1:
-            raise ValueError(f"`size` must be >= 1; received size={size}.")
-        self.size = size
-
-    def build(self, key_shape):
-        self.keys = self.add_weight(
-            shape=(self.size, key_shape[-1]), initializer="random_normal", trainable=False, name="keys"
-        )
-        self.position = self.add_weight(shape=(), initializer="zeros", dtype="int32", trainable=False, name="position")
-
-    def negatives(self) -> tf.Tensor:
-        """The queue's keys [size, d], unit length."""
-        return tf.math.l2_normalize(tf.convert_to_tensor(self.keys), axis=1)
-
-    def enqueue(self, keys: tf.Tensor) -> None:
-        """Writes `keys` [n, d] (n <= size) over the n oldest rows."""
-        keys = tf.math.l2_normalize(tf.cast(keys, tf.float32), axis=1)
-        count = tf.shape(keys)[0]
-        rows = (self.position + tf.range(count)) % self.size
-        self.keys.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(self.keys), rows[:, None], keys))
-        self.position.assign((self.position + count) % self.size)
-
-    def get_config(self):
-        return {**super().get_config(), "size": self.size}
+from contrastive_tf.methods.queue import KeyQueue, check_queue_size
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -140,10 +102,7 @@ class MoCo(ContrastiveModel):
             raise UsageError(
                 f"moco needs batch_size >= {2 * groups} ({groups} batch-norm groups of 2), got {batch_size}"
             )
-        if queue_size < batch_size:
-            raise UsageError(
-                f"queue_size ({queue_size}) must be >= batch_size ({batch_size}): every step enqueues a batch of keys"
-            )
+        check_queue_size("moco", queue_size, batch_size)
 
     def heads(self):
         return [self.projection_head]
@@ -171,7 +130,7 @@ class MoCo(ContrastiveModel):
             total = loss + self.probe_loss(h, labels)
         self.minimize(tape, total)
         self.key_network.update(self.encoder, self.projection_head, self.momentum)
-        self.queue.enqueue(gather_replicas(keys)[0])
+        self.queue.enqueue(keys)
         self.loss_tracker.update_state(loss)
         self.contrastive_accuracy.update_state(targets, logits)
         return self._logs()

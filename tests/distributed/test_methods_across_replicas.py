@@ -1,4 +1,4 @@
-"""The momentum networks and MoCo's queue on one device and on two replicas."""
+"""The momentum networks, MoCo's queue and NNCLR's support set on one device and on two replicas."""
 
 import keras
 import numpy as np
@@ -47,3 +47,23 @@ def test_moco_queue_holds_the_keys_of_each_global_batch_in_order(replicas, mirro
     np.testing.assert_allclose(queue[:48], np.concatenate(keys), atol=2e-2)
     np.testing.assert_array_equal(queue[48:], initial[48:])
     assert int(np.asarray(model.queue.position)) == 48
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_nnclr_support_set_holds_the_first_views_projections_of_each_global_batch(replicas, mirrored):
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    batches = [random_images(16, seed) for seed in range(3)]
+    with strategy.scope():
+        model = method_model("nnclr", queue_size=56)
+        # A learning rate of 0 keeps the networks at their first weights, so the projections are known.
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+    initial = np.asarray(model.support_set.negatives())
+    model.fit(tf.data.Dataset.from_tensor_slices(np.stack(batches)), epochs=1, verbose=0)
+    projections = [
+        unit(model.projection_head(model.encoder(batch.astype(np.float32) / 255, training=True), training=True))
+        for batch in batches
+    ]
+    support = np.asarray(model.support_set.negatives())
+    np.testing.assert_allclose(support[:48], np.concatenate(projections), atol=2e-2)
+    np.testing.assert_array_equal(support[48:], initial[48:])
+    assert int(np.asarray(model.support_set.position)) == 48

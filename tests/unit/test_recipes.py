@@ -10,7 +10,7 @@ from builders import config_from_argv
 from conftest import ROOT
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.encoders import build_encoder
-from contrastive_tf.methods import contrastive_model
+from contrastive_tf.methods import METHODS, contrastive_model
 from experiments import cli_reference
 
 RECIPES = sorted((ROOT / "configs").glob("*.flags"))
@@ -40,7 +40,7 @@ def step_flags(path: pathlib.Path, *overrides: str):
 
 def test_there_is_a_recipe_per_method_and_for_imagenet():
     names = {path.stem for path in RECIPES}
-    assert {"simclr_cifar10", "moco_cifar10", "byol_cifar10", "simsiam_cifar10", "supcon_cifar10"} <= names
+    assert {f"{method}_cifar10" for method in METHODS} <= names
     assert "simclr_imagenet" in names
 
 

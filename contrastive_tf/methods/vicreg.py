@@ -1,0 +1,101 @@
+"""VICReg (Bardes et al. 2022): the two views' embeddings are pulled together (invariance)
+while each dimension keeps a standard deviation of at least 1 over the global batch
+(variance) and the dimensions stay uncorrelated (covariance)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from contrastive_tf.losses import vicreg_loss
+from contrastive_tf.methods.base import asymmetric_augmenters
+from contrastive_tf.methods.joint_embedding import JointEmbeddingModel, expander
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class VICReg(JointEmbeddingModel):
+    """VICReg: loss = lambda MSE(z_a, z_b) + mu (v(z_a) + v(z_b)) / 2 + nu (c(z_a) + c(z_b)),
+    with v the hinge on each dimension's standard deviation and c the squared off-diagonal
+    covariances over d, both over the global batch (see `losses.vicreg_loss`). As the
+    reference (facebookresearch/vicreg `main_vicreg.py`, `VICReg.forward`), each view goes
+    through the networks on its own and the two views are drawn as BYOL's (see `create`).
+
+    Args:
+        encoder, projection_head, augmenter: as in `JointEmbeddingModel` (the paper's
+            expander is three Dense layers of 8192, see `create`).
+        invariance_weight: lambda >= 0, the weight of the mean squared error.
+        variance_weight: mu >= 0, the weight of the variance hinge.
+        covariance_weight: nu >= 0, the weight of the covariance term.
+        num_classes, num_views, second_augmenter: as in `JointEmbeddingModel`.
+
+    Example:
+        >>> model = contrastive_model("vicreg", small_cnn(), SimCLRAugment(seed=0), projection_dim=2048)
+        >>> model.compile(optimizer=LARS(0.3))
+    """
+
+    def __init__(
+        self,
+        encoder: keras.Model,
+        projection_head: keras.layers.Layer,
+        augmenter: keras.layers.Layer,
+        invariance_weight: float = 25.0,
+        variance_weight: float = 25.0,
+        covariance_weight: float = 1.0,
+        num_classes: int | None = None,
+        num_views: int = 2,
+        second_augmenter: keras.layers.Layer | None = None,
+        **kwargs,
+    ):
+        super().__init__(encoder, projection_head, augmenter, num_classes, num_views, second_augmenter, **kwargs)
+        weights = {
+            "invariance_weight": invariance_weight,
+            "variance_weight": variance_weight,
+            "covariance_weight": covariance_weight,
+        }
+        for name, value in weights.items():
+            if value < 0:
+                raise ValueError(f"`{name}` must be >= 0; received {name}={value}.")
+        self.invariance_weight, self.variance_weight, self.covariance_weight = weights.values()
+        self._build_now()
+
+    @classmethod
+    def create(
+        cls,
+        encoder: keras.Model,
+        augmenter: keras.layers.Layer,
+        *,
+        num_views: int = 2,
+        num_classes: int | None = None,
+        total_steps: int = 1000,
+        invariance_weight: float = 25.0,
+        variance_weight: float = 25.0,
+        covariance_weight: float = 1.0,
+        projection_layers: int = 3,
+        projection_dim: int = 8192,
+        projection_hidden_dim: int = 8192,
+        asymmetric_views: bool = True,
+    ) -> VICReg:
+        """VICReg with the paper's expander and weights (the reference's `--mlp
+        8192-8192-8192`, `--sim-coeff 25 --std-coeff 25 --cov-coeff 1`): three Dense layers
+        of 8192, BN and ReLU after the first two. On CIFAR-10 solo-learn
+        (`scripts/pretrain/cifar/vicreg.yaml`) keeps three layers at 2048 wide on ResNet-18's
+        512-d h. A batch of N spans at most N - 1 dimensions, so on batches much smaller
+        than `projection_dim` the covariance term holds the variances down: choose a
+        narrower expander there. With `asymmetric_views` and a `SimCLRAugment`, the views
+        are drawn as the reference's `augmentations.TrainTransform` (see
+        `asymmetric_augmenters`)."""
+        head = expander(projection_layers, projection_dim, projection_hidden_dim)
+        augmenter, second = asymmetric_augmenters(augmenter, asymmetric_views)
+        weights = (invariance_weight, variance_weight, covariance_weight)
+        return cls(encoder, head, augmenter, *weights, num_classes, num_views, second)
+
+    def embedding_loss(self, z_a: tf.Tensor, z_b: tf.Tensor) -> tf.Tensor:
+        return vicreg_loss(z_a, z_b, self.invariance_weight, self.variance_weight, self.covariance_weight)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "invariance_weight": self.invariance_weight,
+            "variance_weight": self.variance_weight,
+            "covariance_weight": self.covariance_weight,
+        }
