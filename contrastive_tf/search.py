@@ -124,11 +124,18 @@ class ExportedEncoder:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """SHA-256 of every file of the export (graph, weights, card): another export, or the
-        same one rewritten with other weights, has another fingerprint."""
+        """SHA-256 of the export's files: another export, or the same one rewritten with other
+        weights, has another fingerprint. The weights' shards (`variables.data-*`, most of an
+        export's bytes) enter by size and modification time only: their contents are covered
+        by `variables.index`, which holds every tensor's CRC32C and is hashed whole, so a
+        large export is fingerprinted in milliseconds."""
         digest = hashlib.sha256()
         for file in sorted(p for p in self.path.rglob("*") if p.is_file()):
             digest.update(f"{file.relative_to(self.path).as_posix()}\0".encode())
+            if file.name.startswith("variables.data-"):
+                status = file.stat()
+                digest.update(f"{status.st_size}\0{status.st_mtime_ns}\0".encode())
+                continue
             with open(file, "rb") as contents:
                 for block in iter(lambda: contents.read(2**20), b""):
                     digest.update(block)
@@ -176,7 +183,7 @@ def _check_source(source: str | os.PathLike, split: str) -> pathlib.Path:
 
 def index_key(encoder: ExportedEncoder, source: str | os.PathLike, split: str = "train") -> str:
     """What an index of `source` by `encoder` depends on, as a SHA-256: the index format,
-    the export's fingerprint (its files' contents) and input shape, and for a folder the
+    the export's fingerprint (its files, see `ExportedEncoder.fingerprint`) and input shape, and for a folder the
     relative path, size and modification time of every image file under it, for a .npz
     file its size, modification time and `split`. A cached index whose key differs is rebuilt."""
     path = _check_source(source, split)

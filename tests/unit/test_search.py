@@ -167,6 +167,21 @@ def test_the_cache_is_rebuilt_for_another_export(encoder, tmp_path):
     assert not np.allclose(second.representations, first.representations)
 
 
+def test_other_weights_in_the_same_place_change_the_fingerprint(tmp_path):
+    """The weight shards enter by size and time only: a shard replaced by one of the same
+    size and time still changes the fingerprint, through the CRC32Cs of variables.index."""
+    model, first = _export(tmp_path / "a", seed=0)
+    model.set_weights([weights + 1.0 for weights in model.get_weights()])
+    second = export_encoder(model, tmp_path / "b", SHAPE)
+    before = ExportedEncoder(first).fingerprint
+    for name in ("variables.index", "variables.data-00000-of-00001"):
+        old, new = pathlib.Path(first) / "variables" / name, pathlib.Path(second) / "variables" / name
+        times = old.stat()
+        new.replace(old)
+        os.utime(old, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert ExportedEncoder(first).fingerprint != before
+
+
 def test_the_npz_split_is_part_of_the_key(encoder, tmp_path):
     path = _npz(tmp_path / "data.npz")[0]
     assert index_key(encoder, path, "train") != index_key(encoder, path, "test")
