@@ -6,11 +6,14 @@ python -m experiments.quality --datasets=mnist --mnist=../shared/data/mnist.npz
 python -m experiments.quality --datasets=cifar10 --cifar10=/tmp/cifar10-jpeg   # the unpacked shared copy
 python -m experiments.quality --datasets=mnist --methods=simclr,moco,byol,simsiam,supcon --mnist_epochs=2
 python -m experiments.quality --configs=configs/cpu_mnist.flags --label_fractions=0.01   # a recipe file's rows
+python -m experiments.quality --configs=configs/simclr_cifar10.flags,configs/moco_cifar10.flags \
+    --override=--dataset=/tmp/cifar10-jpeg --override=--epochs=1 --override=--width=0.25   # at a short schedule
 
 Prints one Markdown table (the README shows it) and writes it with every figure to
 --output_dir/results.json. Each data set's pretraining runs to its --*_epochs; with
 --configs, each recipe file is pretrained as `python -m experiments.pretrain --flagfile=FILE`
-would (a row group per file, named for it) instead of the --datasets x --methods groups.
+followed by the --override flags would (a row group per file, named for it) instead of the
+--datasets x --methods groups.
 """
 
 from __future__ import annotations
@@ -74,6 +77,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         [],
         "Pretraining recipe files (absl flagfiles such as configs/cpu_mnist.flags), a row group each; "
         "set, they replace --datasets and --methods.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_multi_string(
+        "override",
+        [],
+        "A pretrain flag appended to every recipe file's command line (repeat for more), as after "
+        "--flagfile=FILE: e.g. --override=--epochs=1 --override=--width=0.25 runs the files at a short schedule.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer("mnist_epochs", 6, "Pretraining epochs on MNIST.", flag_values=flag_values)
@@ -146,12 +156,12 @@ def dataset_config(name: str, source: str, epochs: int, method: str) -> Pretrain
     )
 
 
-def file_config(path: str) -> PretrainConfig:
-    """The pretraining `python -m experiments.pretrain --flagfile=PATH` runs."""
+def file_config(path: str, overrides: list[str]) -> PretrainConfig:
+    """The pretraining `python -m experiments.pretrain --flagfile=PATH *overrides` runs."""
     if not pathlib.Path(path).is_file():
         cli.fail(f"recipe file {path} does not exist; pass a flagfile such as configs/cpu_mnist.flags")
     try:
-        return cli.config_from_argv(PretrainConfig, [f"--flagfile={path}"])
+        return cli.config_from_argv(PretrainConfig, [f"--flagfile={path}", *overrides])
     except flags.Error as error:
         cli.fail(f"{path}: {error}")
 
@@ -231,7 +241,9 @@ def main(argv: list[str]) -> None:
     unknown = set(FLAGS.methods) - set(METHODS)
     if unknown:
         cli.fail(f"unknown --methods {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
-    groups = [(pathlib.Path(path).stem, file_config(path)) for path in FLAGS.configs] or [
+    if FLAGS.override and not FLAGS.configs:
+        cli.fail("--override applies to recipe files; pass them with --configs")
+    groups = [(pathlib.Path(path).stem, file_config(path, FLAGS.override)) for path in FLAGS.configs] or [
         (name, dataset_config(name, *sources[name], method)) for name in FLAGS.datasets for method in FLAGS.methods
     ]
     rows, minutes, baselines = [], {}, {}

@@ -20,10 +20,12 @@ def _quality(*flags):
 def test_a_recipe_files_rows_beside_their_baselines(mnist_subset, tmp_path):
     recipe = tmp_path / "tiny_mnist.flags"
     recipe.write_text(
-        f"# A tiny recipe for this test.\n--dataset={mnist_subset}\n--epochs=1\n--batch_size=200\n--width=0.25\n"
+        f"# A tiny recipe for this test.\n--dataset={mnist_subset}\n--epochs=4\n--batch_size=200\n--width=0.5\n"
     )
     output_dir = tmp_path / "quality"
     flags = [f"--configs={recipe}", "--label_fractions=0.1", "--finetune_epochs=1", f"--output_dir={output_dir}"]
+    # The overrides come after the file, as on experiments.pretrain's command line.
+    flags += ["--override=--epochs=1", "--override=--width=0.25"]
     done = _quality(*flags)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((output_dir / "results.json").read_text())
@@ -35,7 +37,10 @@ def test_a_recipe_files_rows_beside_their_baselines(mnist_subset, tmp_path):
     assert 0 < rows[("fine-tune", "10%")]["from_scratch"] <= 1
     assert ("kNN (k=200)", "100%") in rows
     assert "| tiny_mnist | simclr (" in done.stdout
-    assert (output_dir / "tiny_mnist" / "simclr" / "export" / "saved_model.pb").exists()
+    run = output_dir / "tiny_mnist" / "simclr"
+    assert (run / "export" / "saved_model.pb").exists()
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 2  # a header and one epoch
+    assert json.loads((run / "export" / "model_card.json").read_text())["encoder"] == "small_cnn_w0.25"
 
 
 @pytest.mark.slow
@@ -46,3 +51,10 @@ def test_a_missing_recipe_file_is_one_line_and_exit_2(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: recipe file {missing} does not exist; pass a flagfile such as configs/cpu_mnist.flags"
     )
+
+
+@pytest.mark.slow
+def test_overrides_without_recipe_files_are_one_line_and_exit_2(tmp_path):
+    done = _quality("--override=--epochs=1", f"--output_dir={tmp_path}")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "error: --override applies to recipe files; pass them with --configs"
