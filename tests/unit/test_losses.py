@@ -51,5 +51,3 @@ def test_nt_xent_in_half_precision_at_low_temperature_is_finite_and_accurate(dty
 def test_non_positive_temperature_is_rejected(temperature):
     with pytest.raises(UsageError, match="temperature must be > 0"):
         nt_xent_loss(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), temperature)
-
-

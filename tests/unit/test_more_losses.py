@@ -108,5 +108,3 @@ def test_mined_triplet_loss_matches_numpy(mining):
     x, labels = rng.normal(size=(16, 3)).astype(np.float32), rng.integers(0, 3, 16)
     expected = numpy_triplets(x, labels, 0.5, mining)
     np.testing.assert_allclose(float(mined_triplet_loss(x, labels, 0.5, mining)), expected, rtol=1e-4)
-
-
