@@ -92,6 +92,16 @@ def gather_from_workers(strategy: tf.distribute.Strategy, value: tf.Tensor) -> t
     return strategy.gather(local, axis=0)
 
 
+def wait_for_workers(strategy: tf.distribute.Strategy) -> None:
+    """Returns when every worker has called it: a collective that every worker must call.
+
+    At the end of a run the chief still probes and exports while the others are done; a
+    worker that exited then would stop sending heartbeats to the coordination service the
+    chief hosts, and the chief would report it as crashed after a run that went well."""
+    if is_multi_worker(strategy):
+        gather_from_workers(strategy, tf.constant(0, tf.int64))
+
+
 def agree_across_workers(strategy: tf.distribute.Strategy, step: int, what: str) -> int:
     """`step` if every worker holds the same value, else UsageError.
 

@@ -328,6 +328,9 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     model = build_model(run)
     with _lock(run):
         history = fit(run, model)
-        if not distribute.is_chief(run.strategy):
-            return PretrainResult(model, {}, None, None, None, [])
-        return finalize(run, model, history)
+        if distribute.is_chief(run.strategy):
+            result = finalize(run, model, history)
+        else:
+            result = PretrainResult(model, {}, None, None, None, [])
+    distribute.wait_for_workers(run.strategy)
+    return result

@@ -3,6 +3,7 @@
 
 import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -29,11 +30,10 @@ def digits(mnist_subset, tmp_path_factory):
     return path
 
 
-def _command(data, model_dir, *flags):
+def _command(data, model_dir, *flags, program=("-m", "experiments.pretrain")):
     return [
         sys.executable,
-        "-m",
-        "experiments.pretrain",
+        *program,
         f"--dataset={data}",
         f"--model_dir={model_dir}",
         *FLAGS,
@@ -51,17 +51,18 @@ def _free_ports(count):
     return ports
 
 
-def _start_workers(data, *model_dirs):
-    """One process per model_dir, worker 0 (the chief) first."""
+def _start_workers(data, *model_dirs, program=("-m", "experiments.pretrain"), env=None):
+    """One process per model_dir, worker 0 (the chief) first, running `program` with `env`
+    added to the environment."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(len(model_dirs))]}
     workers = []
     for index, model_dir in enumerate(model_dirs):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         workers.append(
             subprocess.Popen(
-                _command(data, model_dir, "--strategy=multi_worker"),
+                _command(data, model_dir, "--strategy=multi_worker", program=program),
                 cwd=ROOT,
-                env={**os.environ, "TF_CONFIG": tf_config},
+                env={**os.environ, **(env or {}), "TF_CONFIG": tf_config},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -159,3 +160,28 @@ def test_a_killed_worker_stops_the_job_and_a_restart_resumes_it(two_worker_run, 
             np.testing.assert_allclose(resumed, whole, rtol=1e-4, atol=1e-5)
         else:
             np.testing.assert_array_equal(resumed, whole)
+
+
+# The chief's finishing outlasts the coordination service's shutdown wait (10 s).
+SLOW_FINISH = (str(pathlib.Path(__file__).with_name("pretrain_with_slow_finish.py")),)
+
+
+@pytest.mark.slow
+def test_a_run_that_ends_well_reports_no_crash_while_the_chief_finishes(digits, tmp_path):
+    workers = _start_workers(
+        digits, tmp_path / "chief", tmp_path / "worker", program=SLOW_FINISH, env={"FINISH_SECONDS": "30"}
+    )
+    for returncode, _, stderr in _finish(workers):
+        assert returncode == 0, stderr[-3000:]
+        assert "crashed" not in stderr and "heartbeats" not in stderr, stderr[-3000:]
+    assert (tmp_path / "chief" / "export" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_a_chief_that_fails_while_finishing_is_reported_by_the_other_worker_in_one_line(digits, tmp_path):
+    env = {"FINISH_SECONDS": "1", "FINISH_ERROR": "the export failed"}
+    workers = _start_workers(digits, tmp_path / "chief", tmp_path / "worker", program=SLOW_FINISH, env=env)
+    [(chief_code, _, chief_err), (worker_code, _, worker_err)] = _finish(workers)
+    assert chief_code == 2 and chief_err.strip().splitlines()[-1] == "error: the export failed", chief_err[-3000:]
+    last_line = worker_err.strip().splitlines()[-1]
+    assert worker_code == 1 and last_line.startswith("error: lost contact with another worker"), worker_err[-3000:]
