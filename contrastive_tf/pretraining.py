@@ -222,8 +222,9 @@ def _fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
             )
     if stopper.signal_name is not None:
         checkpoints.save()
+        step = int(model.optimizer.iterations.numpy())  # a mirrored variable under several workers
         raise Preempted(
-            f"stopped by {stopper.signal_name} after step {int(model.optimizer.iterations)}, with a checkpoint in "
+            f"stopped by {stopper.signal_name} after step {step}, with a checkpoint in "
             f"{checkpoint_dir}; rerun the same command to resume there"
         )
     if checkpoints.nan_epoch is not None:

@@ -185,3 +185,33 @@ def test_a_chief_that_fails_while_finishing_is_reported_by_the_other_worker_in_o
     assert chief_code == 2 and chief_err.strip().splitlines()[-1] == "error: the export failed", chief_err[-3000:]
     last_line = worker_err.strip().splitlines()[-1]
     assert worker_code == 1 and last_line.startswith("error: lost contact with another worker"), worker_err[-3000:]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_both_after_the_same_step_and_the_rerun_resumes(two_worker_run, digits, tmp_path):
+    model_dir = tmp_path / "run"
+    chief, worker = _start_workers(digits, model_dir, model_dir)
+    deadline = time.monotonic() + 120
+    while latest_step(model_dir / "checkpoints") == 0 and chief.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert chief.poll() is None, "the run ended before a checkpoint could be waited for"
+    worker.send_signal(signal.SIGTERM)  # a preempted machine: the signal reaches one worker
+    lines = {}
+    for name, (returncode, _, stderr) in zip(("chief", "worker"), _finish([chief, worker], timeout=180)):
+        lines[name] = stderr.strip().splitlines()[-1]
+        assert returncode == 3, stderr[-3000:]
+        assert "crashed" not in stderr, stderr[-3000:]
+    step = latest_step(model_dir / "checkpoints")
+    assert lines["worker"].startswith(f"stopped by SIGTERM after step {step}, "), lines
+    assert lines["chief"].startswith(f"stopped by a signal to another worker after step {step}, "), lines
+    assert lines["chief"].endswith("rerun the same command to resume there")
+
+    results = _finish(_start_workers(digits, model_dir, model_dir))
+    for returncode, _, stderr in results:
+        assert returncode == 0, stderr[-3000:]
+    assert f"resuming from the checkpoint at step {step}" in results[0][1]
+    for whole, resumed in zip(_weights(two_worker_run[0]), _weights(model_dir)):
+        if whole.dtype.kind == "f":
+            np.testing.assert_allclose(resumed, whole, rtol=1e-4, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(resumed, whole)
