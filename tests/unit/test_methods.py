@@ -146,6 +146,16 @@ def test_methods_refuse_arguments_that_cannot_work():
         method_model("vicreg", variance_weight=-1.0)
 
 
+def test_vicreg_warns_of_an_expander_much_wider_than_the_batch(caplog):
+    check_method("vicreg", 256, projection_dim=2048)  # the CIFAR-10 recipe's: no warning
+    assert not caplog.records
+    check_method("vicreg", 128)  # the paper's 8192 on the CLI's default batch
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith("vicreg: the expander is 8192 wide for batches of 128;")
+    assert record.getMessage().endswith("of at most 1024 (or a larger batch)")
+
+
 def test_supcon_refuses_unlabelled_data(tmp_path):
     np.savez(tmp_path / "photos.npz", x_train=random_images())
     config = PretrainConfig(
