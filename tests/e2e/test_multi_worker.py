@@ -91,6 +91,31 @@ def _weights(model_dir):
     return [w.numpy() for w in model.weights]
 
 
+def _start_after_a_checkpoint(data, model_dir):
+    """Two workers on `model_dir`, returned once the first checkpoint is written."""
+    chief, worker = _start_workers(data, model_dir, model_dir)
+    deadline = time.monotonic() + 120
+    while latest_step(model_dir / "checkpoints") == 0 and chief.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert chief.poll() is None, "the run ended before a checkpoint could be waited for"
+    return chief, worker
+
+
+def _resume_like_the_uninterrupted_run(two_worker_run, data, model_dir, step):
+    """Rerun on `model_dir`: it resumes at `step` and ends where the uninterrupted run did
+    (the same tolerance as a killed one-process run)."""
+    results = _finish(_start_workers(data, model_dir, model_dir))
+    for returncode, _, stderr in results:
+        assert returncode == 0, stderr[-3000:]
+    assert f"resuming from the checkpoint at step {step}" in results[0][1]
+    assert sorted(set(np.genfromtxt(model_dir / "history.csv", delimiter=",", names=True)["epoch"])) == [0, 1]
+    for whole, resumed in zip(_weights(two_worker_run[0]), _weights(model_dir)):
+        if whole.dtype.kind == "f":
+            np.testing.assert_allclose(resumed, whole, rtol=1e-4, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(resumed, whole)
+
+
 @pytest.fixture(scope="module")
 def two_worker_run(digits, tmp_path_factory):
     """An uninterrupted two-worker run. Worker 1 is given its own, empty model_dir, so
@@ -129,11 +154,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(two_worker
 @pytest.mark.slow
 def test_a_killed_worker_stops_the_job_and_a_restart_resumes_it(two_worker_run, digits, tmp_path):
     model_dir = tmp_path / "run"
-    chief, worker = _start_workers(digits, model_dir, model_dir)
-    deadline = time.monotonic() + 120
-    while latest_step(model_dir / "checkpoints") == 0 and chief.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert chief.poll() is None, "the run ended before a checkpoint could be waited for"
+    chief, worker = _start_after_a_checkpoint(digits, model_dir)
     worker.send_signal(signal.SIGKILL)
     # TensorFlow cannot carry on without a worker: the chief stops with one line.
     [(returncode, _, stderr), _] = _finish([chief, worker], timeout=180)
@@ -149,17 +170,7 @@ def test_a_killed_worker_stops_the_job_and_a_restart_resumes_it(two_worker_run, 
             -2000:
         ]
 
-    results = _finish(_start_workers(digits, model_dir, model_dir))
-    for returncode, _, stderr in results:
-        assert returncode == 0, stderr[-3000:]
-    assert f"resuming from the checkpoint at step {step}" in results[0][1]
-    assert sorted(set(np.genfromtxt(model_dir / "history.csv", delimiter=",", names=True)["epoch"])) == [0, 1]
-    # It ends where the uninterrupted run did (the same tolerance as a killed one-process run).
-    for whole, resumed in zip(_weights(two_worker_run[0]), _weights(model_dir)):
-        if whole.dtype.kind == "f":
-            np.testing.assert_allclose(resumed, whole, rtol=1e-4, atol=1e-5)
-        else:
-            np.testing.assert_array_equal(resumed, whole)
+    _resume_like_the_uninterrupted_run(two_worker_run, digits, model_dir, step)
 
 
 # The chief's finishing outlasts the coordination service's shutdown wait (10 s).
@@ -190,11 +201,7 @@ def test_a_chief_that_fails_while_finishing_is_reported_by_the_other_worker_in_o
 @pytest.mark.slow
 def test_sigterm_to_one_worker_stops_both_after_the_same_step_and_the_rerun_resumes(two_worker_run, digits, tmp_path):
     model_dir = tmp_path / "run"
-    chief, worker = _start_workers(digits, model_dir, model_dir)
-    deadline = time.monotonic() + 120
-    while latest_step(model_dir / "checkpoints") == 0 and chief.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert chief.poll() is None, "the run ended before a checkpoint could be waited for"
+    chief, worker = _start_after_a_checkpoint(digits, model_dir)
     worker.send_signal(signal.SIGTERM)  # a preempted machine: the signal reaches one worker
     lines = {}
     for name, (returncode, _, stderr) in zip(("chief", "worker"), _finish([chief, worker], timeout=180)):
@@ -206,12 +213,4 @@ def test_sigterm_to_one_worker_stops_both_after_the_same_step_and_the_rerun_resu
     assert lines["chief"].startswith(f"stopped by a signal to another worker after step {step}, "), lines
     assert lines["chief"].endswith("rerun the same command to resume there")
 
-    results = _finish(_start_workers(digits, model_dir, model_dir))
-    for returncode, _, stderr in results:
-        assert returncode == 0, stderr[-3000:]
-    assert f"resuming from the checkpoint at step {step}" in results[0][1]
-    for whole, resumed in zip(_weights(two_worker_run[0]), _weights(model_dir)):
-        if whole.dtype.kind == "f":
-            np.testing.assert_allclose(resumed, whole, rtol=1e-4, atol=1e-5)
-        else:
-            np.testing.assert_array_equal(resumed, whole)
+    _resume_like_the_uninterrupted_run(two_worker_run, digits, model_dir, step)
