@@ -183,9 +183,10 @@ def _check_source(source: str | os.PathLike, split: str) -> pathlib.Path:
 
 def index_key(encoder: ExportedEncoder, source: str | os.PathLike, split: str = "train") -> str:
     """What an index of `source` by `encoder` depends on, as a SHA-256: the index format,
-    the export's fingerprint (its files, see `ExportedEncoder.fingerprint`) and input shape, and for a folder the
-    relative path, size and modification time of every image file under it, for a .npz
-    file its size, modification time and `split`. A cached index whose key differs is rebuilt."""
+    the export's fingerprint (see `ExportedEncoder.fingerprint`) and input shape, and for a
+    folder the relative path, size and modification time of every image file under it, for
+    a .npz file its size, modification time and `split`. A cached index whose key differs
+    is rebuilt."""
     path = _check_source(source, split)
     digest = hashlib.sha256(f"{INDEX_FORMAT}\0{encoder.fingerprint}\0{encoder.image_shape}\0".encode())
     if _is_npz(path):

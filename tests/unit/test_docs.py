@@ -70,19 +70,22 @@ def test_cli_reference_is_the_one_the_code_declares():
     assert cli_reference.DOC.read_text() == cli_reference.render()
 
 
-def _flags_used(entry_point: str, text: str) -> set[str]:
-    """The flags on every line that runs `python -m experiments.ENTRY_POINT`, in a shell
-    block or inline, with shell continuation lines joined."""
+def _commands(entry_point: str, text: str) -> str:
+    """The arguments of every line that runs `python -m experiments.ENTRY_POINT`, in a
+    shell block or inline, with shell continuation lines joined."""
     one_line = text.replace("\\\n", " ")
-    commands = " ".join(re.findall(rf"python -m experiments\.{entry_point}\b([^\n]*)", one_line))
-    # A flag given as a value (quality's --override=--epochs=1) is another command's.
-    return set(re.findall(r"(?<!=)--([a-z_0-9]+)", commands))
+    return " ".join(re.findall(rf"python -m experiments\.{entry_point}\b([^\n]*)", one_line))
+
+
+def _flags_used(entry_point: str, text: str) -> set[str]:
+    """The flags of `_commands`; a flag given as a value (quality's --override=--epochs=1)
+    is another command's."""
+    return set(re.findall(r"(?<!=)--([a-z_0-9]+)", _commands(entry_point, text)))
 
 
 def test_the_overrides_in_the_quality_commands_are_pretrain_flags():
     declared = set(cli_reference.entry_point_flags("pretrain"))
-    one_line = " ".join(PAGES.values()).replace("\\\n", " ")
-    commands = " ".join(re.findall(r"python -m experiments\.quality\b([^\n]*)", one_line))
+    commands = " ".join(_commands("quality", text) for text in PAGES.values())
     overridden = set(re.findall(r"--override=--([a-z_0-9]+)", commands))
     assert overridden and not overridden - declared, sorted(overridden - declared)
 
