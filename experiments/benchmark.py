@@ -2,13 +2,15 @@
 
     python -m experiments.benchmark                   # the full table, a few minutes on 2 CPU cores
     python -m experiments.benchmark --json=bench.json --steps=5
+    python -m experiments.benchmark --recipes=configs/cpu_mnist.flags   # a recipe's own step and its MFU
 
 Rows: the matmul peak of each timed precision; the SimCLR train step of the small CNN
 (28 px) and ResNet-18 (32 px) at each precision and XLA setting; the fastest ResNet-18
 step again without augmentation (the difference is what augmenting costs while
 training); `fit` over short epochs with a fresh tf.data iterator per epoch and with one
 iterator for the run; the augmentation alone; and the whole tf.data input pipeline
-making two views.
+making two views. With `--recipes`, the table is instead each recipe file's own training
+step (its method, encoder, batch, data pipeline and precision, as `pretrain` runs it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import pathlib
 import platform
 import sys
 
@@ -54,6 +57,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         f"XLA settings to time: {', '.join(JIT_COMPILE)} (auto: on for GPUs and TPUs).",
         flag_values=flag_values,
     )
+    flags.DEFINE_list(
+        "recipes",
+        [],
+        "Pretraining recipe files (absl flagfiles such as configs/cpu_mnist.flags) whose training step to time, "
+        "on their own data; set, they replace the encoder rows and the input rows.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer("batch_size", 256, "Images per train step (each gives two views).", flag_values=flag_values)
     flags.DEFINE_integer("steps", 10, "Timed train steps per row, after 3 warm-up steps.", flag_values=flag_values)
     flags.DEFINE_integer(
@@ -66,7 +76,7 @@ FLAGS = flags.FLAGS
 
 def _table(rows: list[benchmarks.Measurement]) -> str:
     header = (
-        f"{'name':<29}{'encoder':<11}{'px':>4}{'batch':>7}  {'precision':<15}{'xla':<6}"
+        f"{'name':<29}{'encoder':<16}{'px':>4}{'batch':>7}  {'precision':<15}{'xla':<6}"
         f"{'img/s':>10}{'MFU':>8}{'GFLOP/img':>11}{'RSS MB':>9}"
     )
     lines = [header, "-" * len(header)]
@@ -75,7 +85,7 @@ def _table(rows: list[benchmarks.Measurement]) -> str:
         gflops = f"{row.training_gflops_per_image:.3f}" if row.training_gflops_per_image is not None else "-"
         rss = f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-"  # None: no `resource` (Windows)
         lines.append(
-            f"{row.name:<29}{row.encoder:<11}{row.image_size:>4}{row.batch_size:>7}  {row.precision:<15}"
+            f"{row.name:<29}{row.encoder:<16}{row.image_size:>4}{row.batch_size:>7}  {row.precision:<15}"
             f"{str(row.jit_compile).lower():<6}{row.images_per_second:>10.1f}{mfu:>8}{gflops:>11}{rss:>9}"
         )
     return "\n".join(lines)
@@ -85,7 +95,9 @@ def main(argv: list[str]) -> None:
     unknown = set(FLAGS.encoders) - set(ENCODER_SHAPES)
     if unknown:
         cli.fail(f"unknown encoders {', '.join(sorted(unknown))}; choose from {', '.join(ENCODER_SHAPES)}")
-    precisions = list(dict.fromkeys(resolve_precision(name) for name in FLAGS.precisions))
+    recipes = {pathlib.Path(path).stem: cli.recipe_config(path) for path in FLAGS.recipes}
+    wanted = [config.precision for config in recipes.values()] if recipes else FLAGS.precisions
+    precisions = list(dict.fromkeys(resolve_precision(name) for name in wanted))
     jit_settings = list(dict.fromkeys(resolve_jit_compile(name) for name in FLAGS.jit_compile))
     # The peak of each timed precision's matmul dtype (an emulated one alone takes minutes).
     dtypes = {name.removeprefix("mixed_"): getattr(tf, name.removeprefix("mixed_")) for name in precisions}
@@ -106,6 +118,14 @@ def main(argv: list[str]) -> None:
         print(_table(rows[-1:]).splitlines()[-1], flush=True)
         return rows[-1]
 
+    if recipes:
+        for name, config in recipes.items():
+            rows.append(benchmarks.recipe_step_throughput(name, config, peaks, FLAGS.steps))
+            print(_table(rows[-1:]).splitlines()[-1], flush=True)
+        print()
+        print(_table(rows))
+        _finish(rows, peaks)
+        return
     for encoder in FLAGS.encoders:
         for precision in precisions:
             for jit in jit_settings:
@@ -138,6 +158,11 @@ def main(argv: list[str]) -> None:
             f"{inside};\nalone, the augmentation makes both views at {augmentation.images_per_second:.0f} images/s "
             f"({augmentation.images_per_second / fastest.images_per_second:.1f}x)"
         )
+    _finish(rows, peaks)
+
+
+def _finish(rows: list[benchmarks.Measurement], peaks: dict[str, float]) -> None:
+    """Writes `--json`, the rows with the peaks and the versions that measured them."""
     if FLAGS.json:
         versions = {
             "python": platform.python_version(),

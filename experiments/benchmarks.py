@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -21,8 +22,11 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive_tf import ProjectionHead, SimCLR, SimCLRAugment, build_encoder
+from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import ImageData, Split, pretraining_batches, to_unit_range
+from contrastive_tf.methods import ContrastiveModel
 from contrastive_tf.precision import global_precision
+from contrastive_tf.pretraining import build_model, prepare
 
 try:
     import resource
@@ -119,10 +123,15 @@ def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     return [leaf for child in children for leaf in _leaf_layers(child)]
 
 
-def training_flops_per_image(model: SimCLR) -> float:
-    """FLOPs of one training image: two views through encoder and head, forward and back."""
-    forward = forward_flops(model.encoder) + forward_flops(model.projection_head)
-    return VIEWS_PER_IMAGE * TRAINING_FLOPS_PER_FORWARD * forward
+def training_flops_per_image(model: ContrastiveModel) -> float:
+    """FLOPs of one training image: each view through the encoder, head and predictor,
+    forward and back, and forward through a momentum network where the method has one
+    (MoCo's keys, BYOL's targets: a copy of encoder and head)."""
+    online = forward_flops(model.encoder) + forward_flops(model.projection_head)
+    predictor = getattr(model, "predictor", None)
+    momentum = online if hasattr(model, "target_network") or hasattr(model, "key_network") else 0.0
+    online += forward_flops(predictor) if predictor is not None else 0.0
+    return model.num_views * (TRAINING_FLOPS_PER_FORWARD * online + momentum)
 
 
 def _synthetic_images(count: int, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -229,6 +238,38 @@ def train_step_throughput(
         jit_compile=jit_compile,
         images_per_second=images_per_second,
         mfu=flops * images_per_second / peak_flops,
+        training_gflops_per_image=flops / 1e9,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
+def recipe_step_throughput(
+    name: str, config: PretrainConfig, peak_flops: dict[str, float], steps: int = 10, warmup: int = 3
+) -> Measurement:
+    """Images/s and MFU of a recipe's own training: its method, encoder, batch, augmentation
+    and precision, fed by its data pipeline, as `pretrain` builds them (nothing is saved).
+
+    `peak_flops` maps a matmul dtype ("float32", "bfloat16", "float16") to its measured
+    peak; the run's precision picks one. Loading the recipe's data comes before the clock.
+    """
+    with tempfile.TemporaryDirectory() as model_dir:
+        run = prepare(dataclasses.replace(config, model_dir=model_dir, export_dir=None))
+        model = build_model(run)
+        clock = _Clock()
+        with global_precision(run.precision):
+            batches = run.batches_from(0)
+            model.fit(batches, steps_per_epoch=warmup + steps, epochs=1, verbose=0, shuffle=False, callbacks=[clock])
+    images_per_second = steps * config.batch_size / (clock.ends[-1] - clock.ends[warmup - 1])
+    flops = training_flops_per_image(model)
+    return Measurement(
+        name=name,
+        encoder=model.encoder.name,
+        image_size=run.data.image_shape[0],
+        batch_size=config.batch_size,
+        precision=run.precision,
+        jit_compile=run.jit_compile,
+        images_per_second=images_per_second,
+        mfu=flops * images_per_second / peak_flops[run.precision.removeprefix("mixed_")],
         training_gflops_per_image=flops / 1e9,
         peak_rss_mb=peak_rss_mb(),
     )

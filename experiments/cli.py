@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging as std_logging
+import pathlib
 import sys
 import types
 import typing
@@ -22,6 +23,7 @@ from typing import NoReturn
 import tensorflow as tf
 from absl import app, flags, logging
 
+from contrastive_tf.config import PretrainConfig
 from contrastive_tf.errors import Preempted, UsageError
 
 USAGE_ERROR = 2
@@ -120,6 +122,17 @@ def config_from_argv(config_class: type, argv: list[str]):
     define_config_flags(config_class, flag_values)
     flag_values(["config", *argv])
     return config_from_flags(config_class, flag_values)
+
+
+def recipe_config(path: str, overrides: list[str] = ()) -> PretrainConfig:
+    """The `PretrainConfig` that `python -m experiments.pretrain --flagfile=PATH *overrides`
+    runs; a missing or malformed file is one usage error."""
+    if not pathlib.Path(path).is_file():
+        fail(f"recipe file {path} does not exist; pass a flagfile such as configs/cpu_mnist.flags")
+    try:
+        return config_from_argv(PretrainConfig, [f"--flagfile={path}", *overrides])
+    except flags.Error as error:
+        fail(f"{path}: {error}")
 
 
 # The `define_flags` functions already applied to flags.FLAGS in this process.

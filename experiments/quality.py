@@ -156,16 +156,6 @@ def dataset_config(name: str, source: str, epochs: int, method: str) -> Pretrain
     )
 
 
-def file_config(path: str, overrides: list[str]) -> PretrainConfig:
-    """The pretraining `python -m experiments.pretrain --flagfile=PATH *overrides` runs."""
-    if not pathlib.Path(path).is_file():
-        cli.fail(f"recipe file {path} does not exist; pass a flagfile such as configs/cpu_mnist.flags")
-    try:
-        return cli.config_from_argv(PretrainConfig, [f"--flagfile={path}", *overrides])
-    except flags.Error as error:
-        cli.fail(f"{path}: {error}")
-
-
 def quality_rows(name: str, config: PretrainConfig, baselines: dict[str, Baselines]) -> tuple[list[Row], float]:
     """The rows of the pretraining `config`, named `name`, and its pretraining time in
     minutes; `baselines` holds (or is given) the baselines of its data and architecture."""
@@ -243,7 +233,7 @@ def main(argv: list[str]) -> None:
         cli.fail(f"unknown --methods {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
     if FLAGS.override and not FLAGS.configs:
         cli.fail("--override applies to recipe files; pass them with --configs")
-    groups = [(pathlib.Path(path).stem, file_config(path, FLAGS.override)) for path in FLAGS.configs] or [
+    groups = [(pathlib.Path(path).stem, cli.recipe_config(path, FLAGS.override)) for path in FLAGS.configs] or [
         (name, dataset_config(name, *sources[name], method)) for name in FLAGS.datasets for method in FLAGS.methods
     ]
     rows, minutes, baselines = [], {}, {}

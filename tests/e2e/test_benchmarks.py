@@ -9,7 +9,8 @@ import pytest
 
 from conftest import ROOT
 from contrastive_tf import build_encoder
-from experiments import benchmarks
+from contrastive_tf.methods import contrastive_model
+from experiments import benchmarks, cli
 from experiments.benchmarks import forward_flops
 
 
@@ -62,3 +63,29 @@ def test_benchmark_writes_the_table_and_json_rows(tmp_path):
         assert required <= set(row) and row["images_per_second"] > 0
         assert row["matmul_peak_gflops"]["float32"] > 0 and row["versions"]["tensorflow"]
     assert 0 < rows[0]["mfu"] < 1 and rows[0]["training_gflops_per_image"] > 0
+
+
+def test_a_method_with_a_predictor_and_a_momentum_network_costs_those_too():
+    encoder = build_encoder("small_cnn", (28, 28, 1))
+    byol = contrastive_model("byol", encoder, keras.layers.Identity())
+    byol.build((None, 28, 28, 1))
+    online = forward_flops(byol.encoder) + forward_flops(byol.projection_head)
+    predictor = forward_flops(byol.predictor)
+    # Each view: forward and back through the online network, forward through the target.
+    assert benchmarks.training_flops_per_image(byol) == 2 * (3 * (online + predictor) + online)
+
+
+def test_a_recipe_step_is_timed_as_pretrain_builds_it(tmp_path):
+    recipe = tmp_path / "tiny.flags"
+    recipe.write_text("--method=simclr\n--dataset=sample\n--batch_size=16\n--precision=float32\n--width=0.5\n")
+    config = cli.recipe_config(str(recipe))
+    row = benchmarks.recipe_step_throughput("tiny", config, {"float32": 1e12}, steps=2, warmup=1)
+    assert (row.name, row.encoder, row.image_size, row.batch_size, row.precision) == (
+        "tiny",
+        "small_cnn_w0.5",
+        28,
+        16,
+        "float32",
+    )
+    assert row.images_per_second > 0 and 0 < row.mfu < 1
+    assert not any(tmp_path.glob("runs*"))  # nothing saved beside the recipe
