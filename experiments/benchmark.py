@@ -2,14 +2,14 @@
 
     python -m experiments.benchmark                   # the full table, a few minutes on 2 CPU cores
     python -m experiments.benchmark --json=bench.json --steps=5
-    python -m experiments.benchmark --recipes=configs/cpu_mnist.flags   # a recipe's own step and its MFU
+    python -m experiments.benchmark --configs=configs/cpu_mnist.flags   # a recipe's own step and its MFU
 
 Rows: the matmul peak of each timed precision; the SimCLR train step of the small CNN
 (28 px) and ResNet-18 (32 px) at each precision and XLA setting; the fastest ResNet-18
 step again without augmentation (the difference is what augmenting costs while
 training); `fit` over short epochs with a fresh tf.data iterator per epoch and with one
 iterator for the run; the augmentation alone; and the whole tf.data input pipeline
-making two views. With `--recipes`, the table is instead each recipe file's own training
+making two views. With `--configs`, the table is instead each recipe file's own training
 step (its method, encoder, batch, data pipeline and precision, as `pretrain` runs it).
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import pathlib
 import platform
 import sys
 
@@ -57,13 +56,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         f"XLA settings to time: {', '.join(JIT_COMPILE)} (auto: on for GPUs and TPUs).",
         flag_values=flag_values,
     )
-    flags.DEFINE_list(
-        "recipes",
-        [],
-        "Pretraining recipe files (absl flagfiles such as configs/cpu_mnist.flags) whose training step to time, "
-        "on their own data; set, they replace the encoder rows and the input rows.",
-        flag_values=flag_values,
-    )
+    cli.define_recipe_flags(flag_values, replaces="the encoder and input rows (a train-step row each)")
     flags.DEFINE_integer("batch_size", 256, "Images per train step (each gives two views).", flag_values=flag_values)
     flags.DEFINE_integer("steps", 10, "Timed train steps per row, after 3 warm-up steps.", flag_values=flag_values)
     flags.DEFINE_integer(
@@ -95,7 +88,7 @@ def main(argv: list[str]) -> None:
     unknown = set(FLAGS.encoders) - set(ENCODER_SHAPES)
     if unknown:
         cli.fail(f"unknown encoders {', '.join(sorted(unknown))}; choose from {', '.join(ENCODER_SHAPES)}")
-    recipes = {pathlib.Path(path).stem: cli.recipe_config(path) for path in FLAGS.recipes}
+    recipes = cli.recipe_configs()
     wanted = [config.precision for config in recipes.values()] if recipes else FLAGS.precisions
     precisions = list(dict.fromkeys(resolve_precision(name) for name in wanted))
     jit_settings = list(dict.fromkeys(resolve_jit_compile(name) for name in FLAGS.jit_compile))

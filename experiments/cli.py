@@ -124,15 +124,41 @@ def config_from_argv(config_class: type, argv: list[str]):
     return config_from_flags(config_class, flag_values)
 
 
-def recipe_config(path: str, overrides: list[str] = ()) -> PretrainConfig:
-    """The `PretrainConfig` that `python -m experiments.pretrain --flagfile=PATH *overrides`
-    runs; a missing or malformed file is one usage error."""
-    if not pathlib.Path(path).is_file():
-        fail(f"recipe file {path} does not exist; pass a flagfile such as configs/cpu_mnist.flags")
-    try:
-        return config_from_argv(PretrainConfig, [f"--flagfile={path}", *overrides])
-    except flags.Error as error:
-        fail(f"{path}: {error}")
+def define_recipe_flags(flag_values: flags.FlagValues, replaces: str) -> None:
+    """Declares `--configs`, recipe files (absl flagfiles of `experiments.pretrain`), and
+    `--override`, pretrain flags appended to each; set, the files replace `replaces`."""
+    flags.DEFINE_list(
+        "configs",
+        [],
+        f"Pretraining recipe files (absl flagfiles such as configs/cpu_mnist.flags); set, they replace {replaces}.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_multi_string(
+        "override",
+        [],
+        "A pretrain flag appended to every recipe file's command line (repeat for more), as after "
+        "--flagfile=FILE: e.g. --override=--epochs=1 --override=--width=0.25 runs the files at a short schedule.",
+        flag_values=flag_values,
+    )
+
+
+def recipe_configs(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, PretrainConfig]:
+    """Each `--configs` file's `PretrainConfig`, named for the file: what
+    `python -m experiments.pretrain --flagfile=FILE` with the `--override` flags runs. A
+    missing or malformed file, or `--override` without files, is one usage error."""
+    if flag_values.override and not flag_values.configs:
+        fail("--override applies to recipe files; pass them with --configs")
+    configs = {}
+    for path in flag_values.configs:
+        if not pathlib.Path(path).is_file():
+            fail(f"recipe file {path} does not exist; pass a flagfile such as configs/cpu_mnist.flags")
+        try:
+            configs[pathlib.Path(path).stem] = config_from_argv(
+                PretrainConfig, [f"--flagfile={path}", *flag_values.override]
+            )
+        except flags.Error as error:
+            fail(f"{path}: {error}")
+    return configs
 
 
 # The `define_flags` functions already applied to flags.FLAGS in this process.

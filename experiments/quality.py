@@ -72,20 +72,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         "CIFAR-10: the TFDS name or an image folder with train/ and test/.",
         flag_values=flag_values,
     )
-    flags.DEFINE_list(
-        "configs",
-        [],
-        "Pretraining recipe files (absl flagfiles such as configs/cpu_mnist.flags), a row group each; "
-        "set, they replace --datasets and --methods.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_multi_string(
-        "override",
-        [],
-        "A pretrain flag appended to every recipe file's command line (repeat for more), as after "
-        "--flagfile=FILE: e.g. --override=--epochs=1 --override=--width=0.25 runs the files at a short schedule.",
-        flag_values=flag_values,
-    )
+    cli.define_recipe_flags(flag_values, replaces="--datasets and --methods (a row group each)")
     flags.DEFINE_integer("mnist_epochs", 6, "Pretraining epochs on MNIST.", flag_values=flag_values)
     flags.DEFINE_integer("cifar10_epochs", 12, "Pretraining epochs on CIFAR-10.", flag_values=flag_values)
     flags.DEFINE_list(
@@ -231,9 +218,7 @@ def main(argv: list[str]) -> None:
     unknown = set(FLAGS.methods) - set(METHODS)
     if unknown:
         cli.fail(f"unknown --methods {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
-    if FLAGS.override and not FLAGS.configs:
-        cli.fail("--override applies to recipe files; pass them with --configs")
-    groups = [(pathlib.Path(path).stem, cli.recipe_config(path, FLAGS.override)) for path in FLAGS.configs] or [
+    groups = list(cli.recipe_configs().items()) or [
         (name, dataset_config(name, *sources[name], method)) for name in FLAGS.datasets for method in FLAGS.methods
     ]
     rows, minutes, baselines = [], {}, {}

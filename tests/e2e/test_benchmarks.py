@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT
 from contrastive_tf import build_encoder
+from contrastive_tf.config import PretrainConfig
 from contrastive_tf.methods import contrastive_model
 from experiments import benchmarks, cli
 from experiments.benchmarks import forward_flops
@@ -78,7 +79,7 @@ def test_a_method_with_a_predictor_and_a_momentum_network_costs_those_too():
 def test_a_recipe_step_is_timed_as_pretrain_builds_it(tmp_path):
     recipe = tmp_path / "tiny.flags"
     recipe.write_text("--method=simclr\n--dataset=sample\n--batch_size=16\n--precision=float32\n--width=0.5\n")
-    config = cli.recipe_config(str(recipe))
+    config = cli.config_from_argv(PretrainConfig, [f"--flagfile={recipe}"])
     row = benchmarks.recipe_step_throughput("tiny", config, {"float32": 1e12}, steps=2, warmup=1)
     assert (row.name, row.encoder, row.image_size, row.batch_size, row.precision) == (
         "tiny",

@@ -68,3 +68,37 @@ def test_the_cli_reference_lists_every_setting_of_every_group():
         assert f"| `--{field.name}` |" in text
     for group in GROUPS:
         assert f"### {group.capitalize()}" in text
+
+
+def _recipe_flags(*argv: str) -> flags.FlagValues:
+    """The parsed `--configs`/`--override` flags of an entry point that runs recipe files."""
+    flag_values = flags.FlagValues()
+    cli.define_recipe_flags(flag_values, replaces="its other rows")
+    flag_values(["entry_point", *argv])
+    return flag_values
+
+
+def test_recipe_files_are_read_with_the_overrides_after_them(tmp_path):
+    recipe = tmp_path / "tiny_mnist.flags"
+    recipe.write_text("--dataset=sample\n--epochs=6\n--width=0.5\n")
+    configs = cli.recipe_configs(_recipe_flags(f"--configs={recipe}", "--override=--epochs=1"))
+    assert list(configs) == ["tiny_mnist"]
+    assert (configs["tiny_mnist"].epochs, configs["tiny_mnist"].width) == (1, 0.5)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--configs=missing.flags"], "error: recipe file missing.flags does not exist; pass a flagfile"),
+        (["--override=--epochs=1"], "error: --override applies to recipe files; pass them with --configs"),
+        (["--configs={bad}"], "bad.flags: "),
+    ],
+)
+def test_a_bad_recipe_is_one_error_line(tmp_path, capsys, argv, message):
+    bad = tmp_path / "bad.flags"
+    bad.write_text("--no_such_flag=1\n")
+    with pytest.raises(SystemExit) as stopped:
+        cli.recipe_configs(_recipe_flags(*(arg.format(bad=bad) for arg in argv)))
+    assert stopped.value.code == cli.USAGE_ERROR
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
