@@ -33,7 +33,6 @@ try:
 except ImportError:  # Windows has no `resource`: peak memory is then not reported.
     resource = None
 
-VIEWS_PER_IMAGE = 2
 # A training step costs about three forward passes: the forward pass itself, and the
 # gradients with respect to activations and to weights, each as large as the forward.
 TRAINING_FLOPS_PER_FORWARD = 3
@@ -124,13 +123,16 @@ def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
 
 
 def training_flops_per_image(model: ContrastiveModel) -> float:
-    """FLOPs of one training image: each view through the encoder, head and predictor,
-    forward and back, and forward through a momentum network where the method has one
-    (MoCo's keys, BYOL's targets: a copy of encoder and head)."""
+    """FLOPs of one training image: its views through the encoder, head and predictor,
+    forward and back, and through a momentum network's copy of encoder and head, forward
+    only. BYOL sends each view through both; MoCo one view (the query) through the online
+    network and the other (the key) through the momentum one."""
     online = forward_flops(model.encoder) + forward_flops(model.projection_head)
-    predictor = getattr(model, "predictor", None)
     momentum = online if hasattr(model, "target_network") or hasattr(model, "key_network") else 0.0
+    predictor = getattr(model, "predictor", None)
     online += forward_flops(predictor) if predictor is not None else 0.0
+    if hasattr(model, "key_network"):
+        return TRAINING_FLOPS_PER_FORWARD * online + momentum
     return model.num_views * (TRAINING_FLOPS_PER_FORWARD * online + momentum)
 
 

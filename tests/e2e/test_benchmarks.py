@@ -74,6 +74,11 @@ def test_a_method_with_a_predictor_and_a_momentum_network_costs_those_too():
     predictor = forward_flops(byol.predictor)
     # Each view: forward and back through the online network, forward through the target.
     assert benchmarks.training_flops_per_image(byol) == 2 * (3 * (online + predictor) + online)
+    moco = contrastive_model("moco", build_encoder("small_cnn", (28, 28, 1)), keras.layers.Identity())
+    moco.build((None, 28, 28, 1))
+    online = forward_flops(moco.encoder) + forward_flops(moco.projection_head)
+    # The query view forward and back through the online network, the key view forward through the key network.
+    assert benchmarks.training_flops_per_image(moco) == 3 * online + online
 
 
 def test_a_recipe_step_is_timed_as_pretrain_builds_it(tmp_path):
