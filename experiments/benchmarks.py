@@ -127,13 +127,12 @@ def training_flops_per_image(model: ContrastiveModel) -> float:
     forward and back, and through a momentum network's copy of encoder and head, forward
     only. BYOL sends each view through both; MoCo one view (the query) through the online
     network and the other (the key) through the momentum one."""
-    online = forward_flops(model.encoder) + forward_flops(model.projection_head)
-    momentum = online if hasattr(model, "target_network") or hasattr(model, "key_network") else 0.0
+    copied = forward_flops(model.encoder) + forward_flops(model.projection_head)
     predictor = getattr(model, "predictor", None)
-    online += forward_flops(predictor) if predictor is not None else 0.0
+    trained = TRAINING_FLOPS_PER_FORWARD * (copied + (forward_flops(predictor) if predictor is not None else 0.0))
     if hasattr(model, "key_network"):
-        return TRAINING_FLOPS_PER_FORWARD * online + momentum
-    return model.num_views * (TRAINING_FLOPS_PER_FORWARD * online + momentum)
+        return trained + copied
+    return model.num_views * (trained + (copied if hasattr(model, "target_network") else 0.0))
 
 
 def _synthetic_images(count: int, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
