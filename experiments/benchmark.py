@@ -84,6 +84,11 @@ def _table(rows: list[benchmarks.Measurement]) -> str:
     return "\n".join(lines)
 
 
+def _print_last(rows: list[benchmarks.Measurement]) -> None:
+    """Prints the newest row as it is measured (the whole table follows at the end)."""
+    print(_table(rows[-1:]).splitlines()[-1], flush=True)
+
+
 def main(argv: list[str]) -> None:
     unknown = set(FLAGS.encoders) - set(ENCODER_SHAPES)
     if unknown:
@@ -108,13 +113,13 @@ def main(argv: list[str]) -> None:
                 encoder, ENCODER_SHAPES[encoder], FLAGS.batch_size, precision, jit, peak, FLAGS.steps, augment=augment
             )
         )
-        print(_table(rows[-1:]).splitlines()[-1], flush=True)
+        _print_last(rows)
         return rows[-1]
 
     if recipes:
         for name, config in recipes.items():
             rows.append(benchmarks.recipe_step_throughput(name, config, peaks, FLAGS.steps))
-            print(_table(rows[-1:]).splitlines()[-1], flush=True)
+            _print_last(rows)
         print()
         print(_table(rows))
         _finish(rows, peaks)
@@ -130,7 +135,7 @@ def main(argv: list[str]) -> None:
         rows.append(
             benchmarks.epochs_throughput(one_iterator, batch_size=FLAGS.batch_size, steps_per_epoch=2 * FLAGS.steps)
         )
-        print(_table(rows[-1:]).splitlines()[-1], flush=True)
+        _print_last(rows)
     augmentation = benchmarks.augmentation_throughput((32, 32, 3))
     pipeline = benchmarks.input_pipeline_throughput((32, 32, 3))
     rows += [augmentation, pipeline]
