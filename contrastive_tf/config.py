@@ -164,6 +164,12 @@ class PretrainConfig:
     flip: bool | None = setting(
         None, "Random horizontal flip; default (auto): off for grayscale images, on for colour.", "augmentation"
     )
+    rotation_degrees: float = setting(
+        0.0,
+        "Random rotation of each view, up to this many degrees either way; 0 (SimCLR's) is off.",
+        "augmentation",
+        valid=within(0, 180),
+    )
     # Run.
     seed: int = setting(0, "Random seed for weights, shuffling and augmentation.", "run")
     strategy: str = setting("auto", "tf.distribute strategy.", "run", choices=STRATEGIES)

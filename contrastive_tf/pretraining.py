@@ -124,6 +124,7 @@ def build_model(run: Run) -> ContrastiveModel:
             crop_scale=(config.crop_scale_min, 1.0),
             seed=config.seed,
             flip=config.flip,
+            rotation_degrees=config.rotation_degrees,
         )
         model = contrastive_model(
             config.method,
