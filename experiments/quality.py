@@ -82,6 +82,12 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         flag_values=flag_values,
     )
     flags.DEFINE_integer("finetune_epochs", 30, "Fine-tuning (and from-scratch) epochs.", flag_values=flag_values)
+    flags.DEFINE_float(
+        "finetune_learning_rate",
+        1e-3,
+        "Fine-tuning (and from-scratch) Adam learning rate, cosine-decayed to 0.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_string("output_dir", "runs/quality", "Pretraining runs, results.json.", flag_values=flag_values)
     flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=flag_values)
 
@@ -104,7 +110,12 @@ def _fine_tune(encoder: keras.Model, data, fraction: float) -> float:
     keras.utils.set_random_seed(FLAGS.seed)
     model = Classifier(encoder, data.num_classes, light_augmentation(data.image_shape[-1], FLAGS.seed))
     subset = labelled_subset(data, fraction, FLAGS.seed)
-    return fine_tune(model, subset.train, data.test, FLAGS.finetune_epochs, seed=FLAGS.seed).top1_accuracy
+    return fine_tune(model, subset.train, data.test, **_fine_tuning(), seed=FLAGS.seed).top1_accuracy
+
+
+def _fine_tuning() -> dict:
+    """The fine-tuning settings of every fine-tune and from-scratch row, as results.json records them."""
+    return {"epochs": FLAGS.finetune_epochs, "learning_rate": FLAGS.finetune_learning_rate}
 
 
 @dataclasses.dataclass
@@ -230,7 +241,12 @@ def main(argv: list[str]) -> None:
         print(text)
         write_results(
             FLAGS.output_dir,
-            {"rows": [dataclasses.asdict(row) for row in rows], "pretraining_minutes": minutes, "table": text},
+            {
+                "rows": [dataclasses.asdict(row) for row in rows],
+                "pretraining_minutes": minutes,
+                "fine_tuning": _fine_tuning(),
+                "table": text,
+            },
         )
 
 

@@ -23,7 +23,8 @@ def test_a_recipe_files_rows_beside_their_baselines(mnist_subset, tmp_path):
         f"# A tiny recipe for this test.\n--dataset={mnist_subset}\n--epochs=4\n--batch_size=200\n--width=0.5\n"
     )
     output_dir = tmp_path / "quality"
-    flags = [f"--configs={recipe}", "--label_fractions=0.1", "--finetune_epochs=1", f"--output_dir={output_dir}"]
+    flags = [f"--configs={recipe}", "--label_fractions=0.1", f"--output_dir={output_dir}"]
+    flags += ["--finetune_epochs=1", "--finetune_learning_rate=0.003"]
     # The overrides come after the file, as on experiments.pretrain's command line.
     flags += ["--override=--epochs=1", "--override=--width=0.25"]
     done = _quality(*flags)
@@ -32,6 +33,7 @@ def test_a_recipe_files_rows_beside_their_baselines(mnist_subset, tmp_path):
     rows = {(row["evaluation"], row["labels"]): row for row in results["rows"]}
     assert {row["dataset"] for row in results["rows"]} == {"tiny_mnist"}
     assert set(results["pretraining_minutes"]) == {"tiny_mnist/simclr"}
+    assert results["fine_tuning"] == {"epochs": 1, "learning_rate": 0.003}
     linear = rows[("linear probe (standardised)", "100%")]
     assert 0 < linear["learned"] <= 1 and 0 < linear["random_weights"] <= 1
     assert 0 < rows[("fine-tune", "10%")]["from_scratch"] <= 1
