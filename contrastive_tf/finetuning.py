@@ -57,6 +57,10 @@ class Classifier(keras.Model):
         if self.head_layers:
             if not self.projection_head.built:  # a fresh head, for the from-scratch baseline
                 self.projection_head.build(shape)
+            # The layers above `head_layers` take no part: frozen, so the optimiser neither
+            # warns that they have no gradients nor keeps slots for them.
+            for layer in self.projection_head.layers_after(self.head_layers):
+                layer.trainable = False
             shape = (*shape[:-1], self.projection_head.dense_layers[self.head_layers - 1].units)
         self.logits.build(shape)
 

@@ -103,6 +103,11 @@ class ProjectionHead(keras.layers.Layer):
                 x = keras.ops.relu(x)
         return x
 
+    def layers_after(self, count: int) -> list[layers.Layer]:
+        """The dense and batch-norm layers that `layers_upto(count, ...)` leaves unused."""
+        used_norms = sum(self._normalised(index) for index in range(count))
+        return self.dense_layers[count:] + self.norm_layers[used_norms:]
+
     def _normalised(self, index: int) -> bool:
         return self.output_norm if index == self.num_layers - 1 else self.batch_norm
 
