@@ -481,6 +481,20 @@ class RandomGaussianNoise(RandomImageLayer):
         return {**super().get_config(), "stddev": self.stddev}
 
 
+def _sample(images: tf.Tensor, transform: list[tf.Tensor]) -> tf.Tensor:
+    """Output pixel (x, y) of each image samples its input at (a0 x + a1 y + a2,
+    b0 x + b1 y + b2), bilinearly, with black outside; `transform` holds the eight
+    projective coefficients [a0, a1, a2, b0, b1, b2, 0, 0], each a [B] tensor."""
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=tf.stack(transform, axis=1),
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class RandomRotation(RandomImageLayer):
     """Rotates each image about its centre by its own angle in [-max_degrees, max_degrees].
@@ -503,24 +517,46 @@ class RandomRotation(RandomImageLayer):
         height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
         angle = _uniform(seed, [shape[0]], -self.max_degrees, self.max_degrees) * (math.pi / 180)
         cos, sin = tf.cos(angle), tf.sin(angle)
-        # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
         cx, cy = (width - 1) / 2, (height - 1) / 2
         zeros = tf.zeros_like(angle)
-        transforms = tf.stack(
-            [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zeros, zeros],
-            axis=1,
-        )
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images,
-            transforms=transforms,
-            output_shape=shape[1:3],
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="CONSTANT",
-        )
+        return _sample(images, [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zeros, zeros])
 
     def get_config(self):
         return {**super().get_config(), "max_degrees": self.max_degrees}
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class RandomShear(RandomImageLayer):
+    """Slants each image by its own horizontal shear of an angle in [-max_degrees,
+    max_degrees]: rows move sideways in proportion to their height above the centre, as
+    handwriting leans (a digit's slant varies by writer; rotation turns the whole digit).
+
+    Args:
+        max_degrees: largest slant either way, in degrees, in [0, 60].
+        seed: see `RandomImageLayer`.
+    """
+
+    def __init__(self, max_degrees: float = 15.0, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not 0 <= max_degrees <= 60:
+            raise ValueError(f"`max_degrees` must be in [0, 60]; received max_degrees={max_degrees}.")
+        self.max_degrees = max_degrees
+
+    def augment(self, images, seed):
+        shape = tf.shape(images)
+        slope = tf.tan(_uniform(seed, [shape[0]], -self.max_degrees, self.max_degrees) * (math.pi / 180))
+        return shear(images, slope)
+
+    def get_config(self):
+        return {**super().get_config(), "max_degrees": self.max_degrees}
+
+
+def shear(images: tf.Tensor, slope: tf.Tensor) -> tf.Tensor:
+    """`images` [B, H, W, C] with row y shifted right by slope * (centre row - y) pixels:
+    the row above the centre goes right by `slope` [B] (tan of the slant angle)."""
+    cy = (tf.cast(tf.shape(images)[1], tf.float32) - 1) / 2
+    ones, zeros = tf.ones_like(slope), tf.zeros_like(slope)
+    return _sample(images, [ones, slope, -slope * cy, zeros, ones, zeros, zeros, zeros])
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -576,6 +612,7 @@ class SimCLRAugment(keras.layers.Layer):
         grayscale_probability: chance of turning a view gray.
         noise_stddev: Gaussian pixel noise; 0 turns it off.
         rotation_degrees: random rotation range; 0 turns it off.
+        shear_degrees: random slant range (`RandomShear`); 0 turns it off.
         seed: seeds every sub-layer, for a repeatable stream.
         blur_probability: chance of blurring a view, when `blur` is on.
         solarize_probability: chance of solarizing a view (BYOL); 0 turns it off.
@@ -600,6 +637,7 @@ class SimCLRAugment(keras.layers.Layer):
         blur_probability: float = 0.5,
         solarize_probability: float = 0.0,
         flip: bool | None = None,
+        shear_degrees: float = 0.0,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -618,7 +656,7 @@ class SimCLRAugment(keras.layers.Layer):
             raise ValueError(f"`flip` must be True, False or None (auto); received flip={flip!r}.")
         self.color_jitter_strength, self.blur, self.crop_scale = color_jitter_strength, blur, tuple(crop_scale)
         self.grayscale_probability, self.noise_stddev = grayscale_probability, noise_stddev
-        self.rotation_degrees, self.seed = rotation_degrees, seed
+        self.rotation_degrees, self.shear_degrees, self.seed = rotation_degrees, shear_degrees, seed
         self.blur_probability, self.solarize_probability = blur_probability, solarize_probability
         # `self.flip` names the flip layer (its weights' path in saved models), so the
         # setting has another name.
@@ -643,12 +681,14 @@ class SimCLRAugment(keras.layers.Layer):
         self.rotation = RandomRotation(rotation_degrees, seed=sub_seed(8))
         # Made only when used, so models saved before solarization existed still load.
         self.solarize = RandomSolarize(solarize_probability, seed=sub_seed(9)) if solarize_probability > 0 else None
+        self.shear = RandomShear(shear_degrees, seed=sub_seed(10)) if shear_degrees > 0 else None
 
     def build(self, input_shape):
         for layer in (self.crop, self.flip, self.color, self.gray, self.blur_layer, self.noise, self.rotation):
             layer.build(input_shape)
-        if self.solarize is not None:
-            self.solarize.build(input_shape)
+        for layer in (self.solarize, self.shear):
+            if layer is not None:
+                layer.build(input_shape)
 
     @classmethod
     def cifar(cls, seed: int | None = None) -> SimCLRAugment:
@@ -672,6 +712,8 @@ class SimCLRAugment(keras.layers.Layer):
             images = self.solarize(images)
         if self.rotation_degrees > 0:
             images = self.rotation(images)
+        if self.shear is not None:
+            images = self.shear(images)
         if self.noise_stddev > 0:
             images = self.noise(images)
         return images
@@ -692,6 +734,7 @@ class SimCLRAugment(keras.layers.Layer):
             "blur_probability": self.blur_probability,
             "solarize_probability": self.solarize_probability,
             "flip": self.flip_setting,
+            "shear_degrees": self.shear_degrees,
         }
 
     def variant(self, seed_offset: int = 0, **changes) -> SimCLRAugment:

@@ -170,6 +170,12 @@ class PretrainConfig:
         "augmentation",
         valid=within(0, 180),
     )
+    shear_degrees: float = setting(
+        0.0,
+        "Random slant (horizontal shear) of each view, up to this many degrees either way; 0 (SimCLR's) is off.",
+        "augmentation",
+        valid=within(0, 60),
+    )
     # Run.
     seed: int = setting(0, "Random seed for weights, shuffling and augmentation.", "run")
     strategy: str = setting("auto", "tf.distribute strategy.", "run", choices=STRATEGIES)

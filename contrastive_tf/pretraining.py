@@ -125,6 +125,7 @@ def build_model(run: Run) -> ContrastiveModel:
             seed=config.seed,
             flip=config.flip,
             rotation_degrees=config.rotation_degrees,
+            shear_degrees=config.shear_degrees,
         )
         model = contrastive_model(
             config.method,

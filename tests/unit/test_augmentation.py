@@ -16,9 +16,11 @@ from contrastive_tf.augmentation import (
     RandomHorizontalFlip,
     RandomResizedCrop,
     RandomRotation,
+    RandomShear,
     RandomSolarize,
     SimCLRAugment,
     _bilinear_weights,
+    shear,
 )
 from contrastive_tf.finetuning import light_augmentation
 
@@ -30,9 +32,12 @@ LAYERS = {
     "blur": lambda seed: RandomGaussianBlur(seed=seed),
     "noise": lambda seed: RandomGaussianNoise(seed=seed),
     "rotation": lambda seed: RandomRotation(30, seed=seed),
+    "shear": lambda seed: RandomShear(20, seed=seed),
     "solarize": lambda seed: RandomSolarize(probability=0.5, seed=seed),
     "apply": lambda seed: RandomApply(RandomColorJitter(seed=seed), 0.5, seed=seed),
-    "simclr": lambda seed: SimCLRAugment(seed=seed, blur=True, noise_stddev=0.02, rotation_degrees=10),
+    "simclr": lambda seed: SimCLRAugment(
+        seed=seed, blur=True, noise_stddev=0.02, rotation_degrees=10, shear_degrees=10
+    ),
     "simclr_cifar": lambda seed: SimCLRAugment.cifar(seed=seed),
     "byol_second_view": lambda seed: SimCLRAugment(
         seed=seed, blur=True, blur_probability=0.1, solarize_probability=0.2, flip=True
@@ -65,7 +70,7 @@ def test_two_calls_make_different_views():
     assert (per_image_difference > 1e-3).all()
 
 
-@pytest.mark.parametrize("name", ["crop", "jitter", "blur", "rotation", "simclr"])
+@pytest.mark.parametrize("name", ["crop", "jitter", "blur", "rotation", "shear", "simclr"])
 def test_parameters_are_drawn_per_image(name):
     # One image repeated: a per-batch draw would give identical outputs.
     images = tf.repeat(_images(batch=1), 16, axis=0)
@@ -84,6 +89,23 @@ def test_crop_area_and_aspect_follow_simclr_ranges():
     # sqrt(0.08 * 3/4) ~ 0.245 is the narrowest crop the ranges allow (minus interpolation).
     assert np.quantile(widths, 0.001) > 0.2
     assert np.mean(widths > 0.9) > 0.02
+
+
+@pytest.mark.parametrize("slope", [1.0, -0.5])
+def test_shear_moves_each_row_sideways_by_the_slope_times_its_height_above_the_centre(slope):
+    # A vertical stroke through the centre of a 29x29 image leans to x = 14 + slope * (14 - y).
+    image = np.zeros((1, 29, 29, 1), np.float32)
+    image[0, :, 14] = 1.0
+    out = shear(tf.constant(image), tf.constant([slope])).numpy()[0, :, :, 0]
+    for y in range(29):
+        x = 14 + slope * (14 - y)
+        expected = np.zeros(29, np.float32)
+        if 0 <= x <= 28:  # bilinear: the stroke's unit of ink split between the two nearest columns
+            low = int(np.floor(x))
+            expected[low] += 1 - (x - low)
+            if low < 28:
+                expected[low + 1] += x - low
+        np.testing.assert_allclose(out[y], expected, atol=1e-5)
 
 
 def test_flip_probability_is_respected():
@@ -251,6 +273,7 @@ def test_config_round_trips_through_a_keras_file(name, tmp_path):
         (lambda: RandomGaussianBlur(sigma=(2.0, 1.0)), "sigma"),
         (lambda: RandomGaussianNoise(stddev=-0.1), "stddev"),
         (lambda: RandomRotation(max_degrees=270), "max_degrees"),
+        (lambda: RandomShear(max_degrees=75), "max_degrees"),
         (lambda: RandomApply("not a layer"), "layer"),
         (lambda: SimCLRAugment(color_jitter_strength=-1), "color_jitter_strength"),
         (lambda: RandomSolarize(probability=-0.1), "probability"),
@@ -278,7 +301,7 @@ def test_crop_samples_exactly_like_tf_image_crop_and_resize(out_size):
     np.testing.assert_allclose(tf.einsum("bih,bhwc,bjw->bijc", rows, images, columns), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", [name for name in LAYERS if name not in ("rotation", "simclr")])
+@pytest.mark.parametrize("name", [name for name in LAYERS if name not in ("rotation", "shear", "simclr")])
 def test_layer_compiles_with_xla_and_draws_fresh_views_each_call(name):
     """XLA has no RngReadAndSkip kernel, so a compiled step advances the seed counter by
     hand, by the same step. (XLA's stateless generators draw other numbers than the CPU

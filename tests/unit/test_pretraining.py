@@ -46,10 +46,12 @@ def test_build_model_takes_the_methods_defaults_unless_set(mnist_subset, tmp_pat
 
 
 def test_build_model_makes_the_views_the_augmentation_settings_ask_for(mnist_subset, tmp_path):
-    config = _config(mnist_subset, tmp_path, crop_scale_min=0.35, rotation_degrees=15, color_jitter_strength=0.4)
+    config = _config(
+        mnist_subset, tmp_path, crop_scale_min=0.35, rotation_degrees=15, shear_degrees=10, color_jitter_strength=0.4
+    )
     augmenter = build_model(prepare(config)).augmenter
     assert (augmenter.crop_scale, augmenter.rotation_degrees, augmenter.color_jitter_strength) == ((0.35, 1.0), 15, 0.4)
-    assert augmenter.rotation.max_degrees == 15
+    assert (augmenter.rotation.max_degrees, augmenter.shear.max_degrees) == (15, 10)
 
 
 def test_fit_resumes_where_the_last_run_stopped(mnist_subset, tmp_path):
