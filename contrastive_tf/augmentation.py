@@ -495,8 +495,28 @@ def _sample(images: tf.Tensor, transform: list[tf.Tensor]) -> tf.Tensor:
     )
 
 
+class _RandomAngle(RandomImageLayer):
+    """A geometric layer that draws an angle per image in [-max_degrees, max_degrees],
+    up to `LIMIT` degrees."""
+
+    LIMIT = 180.0
+
+    def __init__(self, max_degrees: float = 15.0, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not 0 <= max_degrees <= self.LIMIT:
+            raise ValueError(f"`max_degrees` must be in [0, {self.LIMIT:g}]; received max_degrees={max_degrees}.")
+        self.max_degrees = max_degrees
+
+    def _angles(self, images, seed) -> tf.Tensor:
+        """One angle per image, in radians."""
+        return _uniform(seed, [tf.shape(images)[0]], -self.max_degrees, self.max_degrees) * (math.pi / 180)
+
+    def get_config(self):
+        return {**super().get_config(), "max_degrees": self.max_degrees}
+
+
 @keras.saving.register_keras_serializable(package="contrastive_tf")
-class RandomRotation(RandomImageLayer):
+class RandomRotation(_RandomAngle):
     """Rotates each image about its centre by its own angle in [-max_degrees, max_degrees].
 
     Pixels rotated in from outside the image are filled with zeros (black).
@@ -506,27 +526,18 @@ class RandomRotation(RandomImageLayer):
         seed: see `RandomImageLayer`.
     """
 
-    def __init__(self, max_degrees: float = 15.0, seed: int | None = None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        if not 0 <= max_degrees <= 180:
-            raise ValueError(f"`max_degrees` must be in [0, 180]; received max_degrees={max_degrees}.")
-        self.max_degrees = max_degrees
-
     def augment(self, images, seed):
         shape = tf.shape(images)
         height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-        angle = _uniform(seed, [shape[0]], -self.max_degrees, self.max_degrees) * (math.pi / 180)
+        angle = self._angles(images, seed)
         cos, sin = tf.cos(angle), tf.sin(angle)
         cx, cy = (width - 1) / 2, (height - 1) / 2
         zeros = tf.zeros_like(angle)
         return _sample(images, [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zeros, zeros])
 
-    def get_config(self):
-        return {**super().get_config(), "max_degrees": self.max_degrees}
-
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
-class RandomShear(RandomImageLayer):
+class RandomShear(_RandomAngle):
     """Slants each image by its own horizontal shear of an angle in [-max_degrees,
     max_degrees]: rows move sideways in proportion to their height above the centre, as
     handwriting leans (a digit's slant varies by writer; rotation turns the whole digit).
@@ -536,19 +547,10 @@ class RandomShear(RandomImageLayer):
         seed: see `RandomImageLayer`.
     """
 
-    def __init__(self, max_degrees: float = 15.0, seed: int | None = None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        if not 0 <= max_degrees <= 60:
-            raise ValueError(f"`max_degrees` must be in [0, 60]; received max_degrees={max_degrees}.")
-        self.max_degrees = max_degrees
+    LIMIT = 60.0
 
     def augment(self, images, seed):
-        shape = tf.shape(images)
-        slope = tf.tan(_uniform(seed, [shape[0]], -self.max_degrees, self.max_degrees) * (math.pi / 180))
-        return shear(images, slope)
-
-    def get_config(self):
-        return {**super().get_config(), "max_degrees": self.max_degrees}
+        return shear(images, tf.tan(self._angles(images, seed)))
 
 
 def shear(images: tf.Tensor, slope: tf.Tensor) -> tf.Tensor:
