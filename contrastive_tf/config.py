@@ -84,6 +84,13 @@ class PretrainConfig:
         "method",
         valid=at_least(0),
     )
+    pooling_grid: int = setting(
+        1,
+        "small_cnn's h: its last feature map averaged over this many cells a side and flattened; 1: global "
+        "average pooling (as every ResNet), 2: also where in the image each feature fired.",
+        "method",
+        valid=at_least(1),
+    )
     projection_layers: int | None = setting(
         None, "Projection head layers (2: SimCLR v1, 3: v2); default: the method's.", "method", valid=at_least(1)
     )

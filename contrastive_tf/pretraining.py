@@ -69,7 +69,9 @@ class Run:
 
     def new_encoder(self) -> keras.Model:
         """A freshly initialised encoder of the run's architecture."""
-        return build_encoder(self.encoder_name, self.data.image_shape, self.config.width, self.config.sk_ratio)
+        return build_encoder(
+            self.encoder_name, self.data.image_shape, self.config.width, self.config.sk_ratio, self.config.pooling_grid
+        )
 
     def batches_from(self, step: int) -> tf.data.Dataset:
         """The training batches from `step` on, in the order an uninterrupted run sees them."""

@@ -55,6 +55,29 @@ def test_unknown_encoder_and_bad_width_are_usage_errors():
         build_encoder("resnet18", (32, 32, 3), 0)
 
 
+def test_small_cnn_pools_h_over_a_grid_of_the_last_feature_map():
+    encoder = build_encoder("small_cnn", (28, 28, 1), pooling_grid=2)
+    assert encoder.name == "small_cnn_w1_grid2"
+    images = np.random.default_rng(0).uniform(size=(3, 28, 28, 1)).astype(np.float32)
+    last_relu = [layer for layer in encoder.layers if isinstance(layer, keras.layers.ReLU)][-1]
+    maps = np.asarray(keras.Model(encoder.inputs, last_relu.output)(images))
+    assert maps.shape == (3, 4, 4, 256)
+    # Cell (i, j) of the 2x2 grid averages rows 2i..2i+1 and columns 2j..2j+1; h flattens
+    # the cells row by row with the channels innermost.
+    cells = maps.reshape(3, 2, 2, 2, 2, 256).mean(axis=(2, 4))
+    np.testing.assert_allclose(np.asarray(encoder(images)), cells.reshape(3, 1024), rtol=1e-5, atol=1e-6)
+    assert build_encoder("small_cnn", (28, 28, 1), pooling_grid=1).output_shape == (None, 256)
+
+
+def test_pooling_grid_is_a_small_cnn_option_no_finer_than_its_last_map():
+    with pytest.raises(UsageError, match="pooling_grid=2 is a small_cnn option; resnet18 pools globally"):
+        build_encoder("resnet18", (32, 32, 3), 0.125, pooling_grid=2)
+    with pytest.raises(UsageError, match="finer than small_cnn's last feature map \\(4x4 for 28x28 images\\)"):
+        build_encoder("small_cnn", (28, 28, 1), pooling_grid=5)
+    with pytest.raises(UsageError, match="pooling_grid must be >= 1"):
+        build_encoder("small_cnn", (28, 28, 1), pooling_grid=0)
+
+
 @pytest.mark.parametrize("num_layers, batch_norm", [(2, False), (3, True)])
 def test_projection_head_v1_and_v2(num_layers, batch_norm):
     head = ProjectionHead(num_layers=num_layers, output_dim=16)

@@ -54,6 +54,11 @@ def test_build_model_makes_the_views_the_augmentation_settings_ask_for(mnist_sub
     assert (augmenter.rotation.max_degrees, augmenter.shear.max_degrees) == (15, 10)
 
 
+def test_build_model_pools_h_as_the_config_asks(mnist_subset, tmp_path):
+    run = prepare(_config(mnist_subset, tmp_path, encoder="small_cnn", pooling_grid=2))
+    assert build_model(run).encoder.output_shape == run.new_encoder().output_shape == (None, 4 * 64)  # width 0.25
+
+
 def test_fit_resumes_where_the_last_run_stopped(mnist_subset, tmp_path):
     run = prepare(_config(mnist_subset, tmp_path))
     keras.utils.set_random_seed(0)
