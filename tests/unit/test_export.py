@@ -87,14 +87,17 @@ def test_failed_export_leaves_nothing_behind(encoder, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name, shape", [("small_cnn", (28, 28, 1)), ("resnet18", (32, 32, 3))])
+@pytest.mark.parametrize(
+    "name, shape, pooling_grid",
+    [("small_cnn", (28, 28, 1), 1), ("small_cnn", (28, 28, 1), 2), ("resnet18", (32, 32, 3), 1)],
+)
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
-def test_every_configuration_exports_what_the_model_computes(name, shape, precision, tmp_path):
+def test_every_configuration_exports_what_the_model_computes(name, shape, pooling_grid, precision, tmp_path):
     """The export computes in the precision the encoder was trained in, and returns float32.
     A mixed-precision export matches its Keras model to rounding; against a float32 copy of
     the same weights it differs by bfloat16's ~3 significant digits."""
     with global_precision(precision):
-        encoder = build_encoder(name, shape, width=0.25)
+        encoder = build_encoder(name, shape, width=0.25, pooling_grid=pooling_grid)
     images = np.random.default_rng(1).integers(0, 256, (4, *shape), dtype=np.uint8)
     serve = tf.saved_model.load(str(export_encoder(encoder, tmp_path / "export", shape))).signatures["serving_default"]
     exported = serve(images=tf.constant(images))["representation"].numpy()
@@ -102,7 +105,7 @@ def test_every_configuration_exports_what_the_model_computes(name, shape, precis
     assert exported.dtype == np.float32
     np.testing.assert_allclose(exported, expected, rtol=1e-5, atol=1e-6)
     if precision != "float32":
-        full = build_encoder(name, shape, width=0.25)
+        full = build_encoder(name, shape, width=0.25, pooling_grid=pooling_grid)
         full.set_weights(encoder.get_weights())
         reference = full(to_unit_range(images), training=False).numpy()
         np.testing.assert_allclose(exported, reference, rtol=0.1, atol=0.05 * np.abs(reference).max())
