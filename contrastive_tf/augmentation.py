@@ -484,8 +484,9 @@ class RandomGaussianNoise(RandomImageLayer):
 def _sample(images: tf.Tensor, transform: list[tf.Tensor]) -> tf.Tensor:
     """Output pixel (x, y) of each image samples its input at (a0 x + a1 y + a2,
     b0 x + b1 y + b2), bilinearly, with black outside; `transform` holds the eight
-    projective coefficients [a0, a1, a2, b0, b1, b2, 0, 0], each a [B] tensor."""
-    return tf.raw_ops.ImageProjectiveTransformV3(
+    projective coefficients [a0, a1, a2, b0, b1, b2, 0, 0], each a [B] tensor. The output
+    keeps the input's static shape, which the op loses when the batch size is unknown."""
+    sampled = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=tf.stack(transform, axis=1),
         output_shape=tf.shape(images)[1:3],
@@ -493,6 +494,7 @@ def _sample(images: tf.Tensor, transform: list[tf.Tensor]) -> tf.Tensor:
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
+    return tf.ensure_shape(sampled, images.shape)
 
 
 class _RandomAngle(RandomImageLayer):

@@ -62,6 +62,19 @@ def test_layer_keeps_shape_and_unit_range(name, channels):
     assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 1.0 + 1e-6
 
 
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_keeps_the_static_image_shape_when_the_batch_is_unknown(name):
+    # Fine-tuning's batches have no fixed size; an encoder that pools over a grid (or
+    # flattens) needs the views' height and width known while the graph is built.
+    layer = LAYERS[name](1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1])])
+    def augment(images):
+        return layer(images, training=True)
+
+    assert augment.get_concrete_function().output_shapes.as_list() == [None, 28, 28, 1]
+
+
 def test_two_calls_make_different_views():
     augment = SimCLRAugment(seed=3)
     images = _images()

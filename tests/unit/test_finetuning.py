@@ -2,9 +2,11 @@
 
 import warnings
 
+import keras
 import numpy as np
 import tensorflow as tf
 
+from contrastive_tf.augmentation import RandomRotation
 from contrastive_tf.data import Split
 from contrastive_tf.encoders import small_cnn
 from contrastive_tf.finetuning import Classifier, fine_tune
@@ -33,3 +35,12 @@ def test_fine_tuning_from_a_head_layer_trains_only_the_layers_it_uses():
     assert not any(id(variable) in trainable for layer in unused for variable in layer.weights)
     after = [weight.numpy() for layer in unused for weight in layer.weights]
     assert all(np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_a_grid_pooled_encoder_fine_tunes_behind_a_rotation():
+    # The last batch of an epoch is smaller, so the batch size is unknown: the rotation must
+    # still hand the grid pooling views of a known height and width.
+    augmenter = keras.Sequential([RandomRotation(15, seed=0)])
+    model = Classifier(small_cnn(width=0.25, pooling_grid=2), 3, augmenter)
+    result = fine_tune(model, _split(40, 0), _split(16, 1), epochs=1, batch_size=16)
+    assert result.test_scores.shape == (16, 3)
