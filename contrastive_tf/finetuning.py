@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.augmentation import RandomHorizontalFlip, RandomResizedCrop, RandomRotation, resolve_flip
+from contrastive_tf.augmentation import RandomHorizontalFlip, RandomResizedCrop, resolve_flip
 from contrastive_tf.data import Split, to_unit_range
 from contrastive_tf.evaluation import split_labels, top1_accuracy
 from contrastive_tf.heads import ProjectionHead
@@ -17,37 +17,14 @@ from contrastive_tf.heads import ProjectionHead
 # What `experiments.finetune` saves and `experiments.distill` loads as its teacher.
 
 
-def light_augmentation(
-    channels: int, seed: int = 0, flip: bool | None = None, rotation_degrees: float = 0.0
-) -> keras.Sequential:
-    """A random crop of at least half the image, plus a horizontal flip, plus a turn of up
-    to `rotation_degrees` either way (0: none, as SimCLR's fine-tuning). `flip=None` (auto)
-    flips colour images only, by the rule pretraining's `SimCLRAugment` follows
+def light_augmentation(channels: int, seed: int = 0, flip: bool | None = None) -> keras.Sequential:
+    """A random crop of at least half the image, plus a horizontal flip. `flip=None`
+    (auto) flips colour images only, by the rule pretraining's `SimCLRAugment` follows
     (`resolve_flip`: a flipped digit is another symbol)."""
     layers = [RandomResizedCrop(scale=(0.5, 1.0), seed=seed)]
     if resolve_flip(flip, channels):
         layers.append(RandomHorizontalFlip(seed=seed + 1))
-    if rotation_degrees > 0:
-        layers.append(RandomRotation(rotation_degrees, seed=seed + 2))
     return keras.Sequential(layers, name="light_augmentation")
-
-
-def augmentation_after(
-    pretraining_augmenter: keras.layers.Layer | None, channels: int, seed: int = 0
-) -> keras.Sequential:
-    """The light augmentation for fine-tuning an encoder pretrained behind
-    `pretraining_augmenter`: flipping as it did and turning images as far as it did.
-
-    SimCLR fine-tunes with crops and flips only. A recipe that turns its views (digits:
-    `configs/cpu_mnist.flags`) learned that a turned digit is the same digit, and its few
-    labelled images are worth turning too: on a validation carve of MNIST, fine-tuning on
-    1% of the labels went from 97.12% to 97.42% (docs/results.md, "CPU recipes")."""
-    return light_augmentation(
-        channels,
-        seed,
-        flip=getattr(pretraining_augmenter, "flip_setting", None),
-        rotation_degrees=getattr(pretraining_augmenter, "rotation_degrees", 0.0),
-    )
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")

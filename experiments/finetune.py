@@ -18,7 +18,7 @@ from absl import flags
 from contrastive_tf.checkpoints import write_atomically
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features
-from contrastive_tf.finetuning import Classifier, augmentation_after, fine_tune
+from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.reports import report_classification
 from contrastive_tf.run_folder import CLASSIFIER_FILE, MODEL_FILE
@@ -65,7 +65,9 @@ def build_classifier(pretrained, num_classes: int) -> Classifier:
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.from_scratch:
         encoder, head = keras.models.clone_model(encoder), ProjectionHead.from_config(head.get_config())
-    augmenter = augmentation_after(pretrained.model.augmenter, pretrained.image_shape[-1], FLAGS.seed)
+    # Flip as pretraining did: a flipped digit is another symbol, so grayscale defaults to none.
+    flip = getattr(pretrained.model.augmenter, "flip_setting", None)
+    augmenter = light_augmentation(pretrained.image_shape[-1], FLAGS.seed, flip=flip)
     return Classifier(encoder, num_classes, augmenter, head if FLAGS.head_layers else None, FLAGS.head_layers)
 
 

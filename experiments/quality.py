@@ -36,7 +36,7 @@ from contrastive_tf.evaluation import (
     linear_probe,
     stratified_indices,
 )
-from contrastive_tf.finetuning import Classifier, augmentation_after, fine_tune
+from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
 from contrastive_tf.knn import KNN_K, knn_accuracy
 from contrastive_tf.methods import METHODS, setting_names
 from contrastive_tf.pretraining import pretrain
@@ -106,12 +106,9 @@ class Row:
     from_scratch: float | None = None
 
 
-def _fine_tune(encoder: keras.Model, data, fraction: float, pretraining_augmenter: keras.layers.Layer) -> float:
-    """Fine-tuning on `fraction` of the labels, its images augmented lightly as
-    `augmentation_after` the pretraining's `pretraining_augmenter` (from scratch alike)."""
+def _fine_tune(encoder: keras.Model, data, fraction: float) -> float:
     keras.utils.set_random_seed(FLAGS.seed)
-    augmenter = augmentation_after(pretraining_augmenter, data.image_shape[-1], FLAGS.seed)
-    model = Classifier(encoder, data.num_classes, augmenter)
+    model = Classifier(encoder, data.num_classes, light_augmentation(data.image_shape[-1], FLAGS.seed))
     subset = labelled_subset(data, fraction, FLAGS.seed)
     return fine_tune(model, subset.train, data.test, **_fine_tuning(), seed=FLAGS.seed).top1_accuracy
 
@@ -131,12 +128,12 @@ class Baselines:
     from_scratch: dict[float, float]
 
 
-def make_baselines(encoder: keras.Model, data, pretraining_augmenter: keras.layers.Layer) -> Baselines:
+def make_baselines(encoder: keras.Model, data) -> Baselines:
     keras.utils.set_random_seed(FLAGS.seed)
     random_encoder = keras.models.clone_model(encoder)
     features = (extract_features(random_encoder, data.train), extract_features(random_encoder, data.test))
     scratch = {
-        fraction: _fine_tune(keras.models.clone_model(encoder), data, fraction, pretraining_augmenter)
+        fraction: _fine_tune(keras.models.clone_model(encoder), data, fraction)
         for fraction in map(float, FLAGS.label_fractions)
     }
     return Baselines(features, scratch)
@@ -174,7 +171,7 @@ def quality_rows(name: str, config: PretrainConfig, baselines: dict[str, Baselin
     # The same data and architecture have the same baselines, whatever the method.
     key = f"{source}/{trained.encoder.name}"
     if key not in baselines:
-        baselines[key] = make_baselines(trained.encoder, data, trained.model.augmenter)
+        baselines[key] = make_baselines(trained.encoder, data)
     baseline = baselines[key]
     features = {
         "learned": (extract_features(trained.encoder, data.train), extract_features(trained.encoder, data.test)),
@@ -203,7 +200,7 @@ def quality_rows(name: str, config: PretrainConfig, baselines: dict[str, Baselin
         indices = stratified_indices(labels, fraction, FLAGS.seed)
         share = f"{fraction:.0%}"
         rows.append(Row(name, method, linear, share, probe("learned", indices), probe("random", indices)))
-        tuned = _fine_tune(load_pretrained(model_dir).encoder, data, fraction, trained.model.augmenter)  # changes it
+        tuned = _fine_tune(load_pretrained(model_dir).encoder, data, fraction)  # fine-tuning changes it
         rows.append(Row(name, method, "fine-tune", share, tuned, from_scratch=baseline.from_scratch[fraction]))
     print(f"{name}, {method}: pretraining took {minutes:.1f} min, final loss {result.history['loss'][-1]:.3f}")
     return rows, minutes

@@ -22,7 +22,7 @@ from contrastive_tf.augmentation import (
     _bilinear_weights,
     shear,
 )
-from contrastive_tf.finetuning import augmentation_after, light_augmentation
+from contrastive_tf.finetuning import light_augmentation
 
 LAYERS = {
     "crop": lambda seed: RandomResizedCrop(seed=seed),
@@ -222,20 +222,6 @@ def test_simclr_augment_flips_colour_images_unless_told(flip, channels, flips):
 def test_light_augmentation_flips_like_pretraining(flip, channels, flips):
     augmentation = light_augmentation(channels, seed=0, flip=flip)
     assert any(isinstance(layer, RandomHorizontalFlip) for layer in augmentation.layers) == flips
-
-
-@pytest.mark.parametrize("degrees", [0.0, 15.0])
-def test_fine_tuning_flips_and_turns_images_as_pretraining_did(degrees):
-    pretraining = SimCLRAugment(flip=True, rotation_degrees=degrees, seed=0)
-    augmentation = augmentation_after(pretraining, channels=1)
-    assert any(isinstance(layer, RandomHorizontalFlip) for layer in augmentation.layers)
-    turns = [layer.max_degrees for layer in augmentation.layers if isinstance(layer, RandomRotation)]
-    assert turns == ([degrees] if degrees else [])
-
-
-def test_fine_tuning_after_an_unknown_augmenter_is_simclrs():
-    augmentation = augmentation_after(None, channels=3)
-    assert [type(layer) for layer in augmentation.layers] == [RandomResizedCrop, RandomHorizontalFlip]
 
 
 def test_grayscale_makes_channels_equal():
