@@ -1,4 +1,5 @@
-"""Fine-tuning from the middle of a projection head (SimCLRv2's protocol)."""
+"""Fine-tuning: from the middle of a projection head (SimCLRv2's protocol), and behind a
+rotation with a batch of unknown size."""
 
 import warnings
 
