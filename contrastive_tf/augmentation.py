@@ -699,10 +699,13 @@ class SimCLRAugment(keras.layers.Layer):
         """The paper's CIFAR-10 recipe: colour strength 0.5 and no blur."""
         return cls(color_jitter_strength=0.5, blur=False, seed=seed)
 
-    def call(self, images: tf.Tensor, training: bool = True) -> tf.Tensor:
+    def call(self, images: tf.Tensor, training: bool = True, crop: bool = True) -> tf.Tensor:
+        """One view of each image; `crop=False` for views already cropped on the host from
+        the original images (`contrastive_tf.host_crops`)."""
         if not training:
             return images
-        images = self.crop(images)
+        if crop:
+            images = self.crop(images)
         if resolve_flip(self.flip_setting, images.shape[-1]):
             images = self.flip(images)
         if self.color_jitter_strength > 0:

@@ -14,6 +14,7 @@ from contrastive_tf.errors import UsageError
 from contrastive_tf.methods import METHODS, check_method, setting_names
 from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS
 from contrastive_tf.precision import PRECISIONS
+from contrastive_tf.tfrecords import IMAGE_KEY, LABEL_KEY
 
 GROUPS = ("data", "method", "optimisation", "augmentation", "run")
 
@@ -62,13 +63,36 @@ class PretrainConfig:
     # Data.
     dataset: str = setting(
         "sample",
-        "'sample' (embedded MNIST digits), a TFDS name (mnist, fashion_mnist, cifar10, cifar100, stl10, imagenet2012), "
-        "a Keras-layout .npz, or an image folder.",
+        "'sample' (embedded MNIST digits), any TFDS name (name, name/config, name:version: mnist, cifar10, stl10, "
+        "imagenet2012, imagenette/320px, ...), a Keras-layout .npz, an image folder, or a glob of TFRecord shards; "
+        ".npz and TFRecords may be on gs://.",
         "data",
     )
-    data_dir: str | None = setting(None, "TFDS data directory.", "data")
+    data_dir: str | None = setting(None, "TFDS data directory (may be on gs://).", "data")
     image_size: int | None = setting(
-        None, "Resize images to this square size (default: their own size).", "data", valid=at_least(8)
+        None,
+        "Square size the encoder sees (default: the images' own size). Larger images are not squashed: each view "
+        "is cropped from the original (SimCLR's crop) and evaluation takes the 87.5% centre crop.",
+        "data",
+        valid=at_least(8),
+    )
+    train_split: str | None = setting(None, "TFDS split to pretrain on (default: train, else the first split).", "data")
+    test_split: str | None = setting(
+        None,
+        "TFDS split to evaluate on (default: test, else validation; imagenet2012: validation), or a glob of "
+        "TFRecord shards.",
+        "data",
+    )
+    image_key: str = setting(IMAGE_KEY, "Key of the encoded image in TFRecord Examples.", "data")
+    label_key: str = setting(
+        LABEL_KEY, "Key of the int64 class in TFRecord Examples; empty for unlabelled records.", "data"
+    )
+    num_classes: int | None = setting(
+        None,
+        "Classes of TFRecord labels (default: the first shard's largest label + 1; TensorFlow's ImageNet "
+        "records: 1001, labels 1-1000).",
+        "data",
+        valid=at_least(1),
     )
     # Method.
     method: str = setting("simclr", "What to learn with; supcon needs labels.", "method", choices=tuple(METHODS))

@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import importlib.resources
+import io
 import logging
 import os
 import pathlib
+import re
 import socket
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.errors import UsageError
+from contrastive_tf.errors import UsageError, reason
+from contrastive_tf.host_crops import ANIMATED_WEBP, center_crop, decode_image, random_crops, with_channels
+from contrastive_tf.streams import Stream, attempted, file_stream, tfds_stream
+from contrastive_tf.tfrecords import IMAGE_KEY, LABEL_KEY, RecordLayout, is_tfrecords, read_shards
 
 # Images up to this size are digit-sized (MNIST's 28 px): a small CNN suits them.
 DIGIT_MAX_SIZE = 28
@@ -41,16 +48,12 @@ def to_unit_range(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32)
 
 
-# TFDS name -> (labelled train split, test split, extra unlabelled split or None).
-TFDS_DATASETS = {
-    "mnist": ("train", "test", None),
-    "fashion_mnist": ("train", "test", None),
-    "cifar10": ("train", "test", None),
-    "cifar100": ("train", "test", None),
-    "stl10": ("train", "test", "unlabelled"),
-    # Needs a prepared copy (TFDS cannot download ImageNet); images are resized to image_size.
-    "imagenet2012": ("train", "validation", None),
-}
+# A TFDS builder's name: `name`, `name/config`, `name:version`, `name/config:version`.
+_TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?")
+# Data sets the docs name; any other TFDS builder loads too.
+TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "stl10", "imagenet2012")
+# TFDS builders whose test split has no labels: their evaluations use "validation".
+_UNLABELLED_TEST_SPLITS = ("imagenet2012", "imagenet2012_subset", "imagenet2012_real")
 SAMPLE = "sample"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")  # any case; GIF: the first frame
 # Image formats the folder loader does not read, named when skipped rather than called "not
@@ -59,6 +62,12 @@ UNREAD_IMAGE_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl")
 UNLABELED = -1
 # Pipelines whose decoded images take less than this stay in memory after one pass.
 CACHE_LIMIT_BYTES = 4 * 2**30
+# Folders of at most this many images (CIFAR-10's 50,000 among them) are decoded once before
+# training: exact counts, no decoding per epoch. Larger ones stream, so that the first step
+# comes after listing them (60,000 small JPEGs take ~14 s to decode on 2 cores).
+EAGER_DECODE_MAX_FILES = 60_000
+# Images whose longest side is less than image_size / MAX_UPSCALING are refused as too small.
+MAX_UPSCALING = 4
 _log = logging.getLogger(__name__)
 _AUTOTUNE = tf.data.AUTOTUNE
 
@@ -69,6 +78,10 @@ class Split:
 
     dataset: tf.data.Dataset
     num_examples: int
+    # Set when the split is read from its files on every pass rather than held decoded, with
+    # the function that turns an encoded image into one of `dataset`'s images.
+    stream: Stream | None = None
+    decode: Callable[[tf.Tensor], tf.Tensor] | None = None
 
 
 @dataclasses.dataclass
@@ -82,6 +95,9 @@ class ImageData:
         test: held-out labelled split, or None.
         unlabeled: extra unlabelled images for pretraining only (STL-10), or None.
         class_names: names of the classes; empty when there are no labels.
+        host_crops: whether pretraining crops each view from the original image on the
+            host (`host_crops`): images larger than image_shape, streamed. Then `train` and
+            `test` yield the images' centre crops (87.5%), as evaluation takes them.
     """
 
     name: str
@@ -90,10 +106,17 @@ class ImageData:
     test: Split | None = None
     unlabeled: Split | None = None
     class_names: tuple[str, ...] = ()
+    host_crops: bool = False
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def skipped_files(self) -> int:
+        """Files the streamed splits skipped so far as unreadable (0 for splits held in memory,
+        whose unreadable files were counted when they were loaded)."""
+        splits = (self.train, self.test, self.unlabeled)
+        return sum(split.stream.skipped.total for split in splits if split is not None and split.stream is not None)
 
     @property
     def pretrain(self) -> Split:
@@ -115,14 +138,30 @@ def load_data(
     dataset: str = SAMPLE,
     data_dir: str | None = None,
     image_size: int | None = None,
+    *,
+    train_split: str | None = None,
+    test_split: str | None = None,
+    image_key: str = IMAGE_KEY,
+    label_key: str = LABEL_KEY,
+    num_classes: int | None = None,
 ) -> ImageData:
-    """Loads `dataset`: "sample", a TFDS name, a `.npz` path, or an image-folder path.
+    """Loads `dataset`: "sample", a `.npz` path, an image-folder path, a glob of TFRecord
+    shards, or the name of any TFDS builder (`name`, `name/config`, `name:version`).
 
     Args:
-        dataset: what to load. A path is anything with a path separator or that exists.
-        data_dir: TFDS data directory (named data sets only).
-        image_size: resize every image to this square size; None keeps the native
-            size (for folders: the size of the first image).
+        dataset: what to load. A path is anything with a path separator or that exists;
+            a `.npz` and TFRecords may be on any `tf.io.gfile` filesystem (gs://).
+        data_dir: TFDS data directory (TFDS names only; may be on gs://).
+        image_size: images come out this square size; None keeps the native size (for
+            folders: the size of the first image). Images larger than it are not squashed
+            for pretraining: each view is cropped from the original (`ImageData.host_crops`).
+        train_split: the TFDS split to pretrain on (default "train", else the first split).
+        test_split: the TFDS split to evaluate on (default "test", else "validation"), or
+            a glob of TFRecord shards.
+        image_key, label_key: the Example keys of TFRecords' image bytes and class; an
+            empty label_key reads them unlabelled.
+        num_classes: the classes of TFRecord labels (default: the largest label of the
+            first shard + 1).
 
     Raises:
         UsageError: unknown name, missing path, malformed file, or a named data set
@@ -130,21 +169,26 @@ def load_data(
     """
     if dataset == SAMPLE:
         data = _load_npz(sample_path(), name=SAMPLE)
-    elif dataset in TFDS_DATASETS:
-        data = _load_tfds(dataset, data_dir)
-    elif os.sep in dataset or dataset.endswith(".npz") or os.path.exists(dataset):
+    elif is_tfrecords(dataset):
+        layout = RecordLayout(image_key, label_key or None)
+        return _load_tfrecords(dataset, test_split, image_size, layout, num_classes)
+    elif is_remote(dataset) and dataset.endswith(".npz"):
+        data = _load_npz(dataset, name=dataset)
+    elif os.path.exists(dataset) or not _TFDS_NAME.fullmatch(dataset):
         path = pathlib.Path(dataset).expanduser()
         if not path.exists():
             raise UsageError(f"dataset path {dataset} does not exist; check the path or use a TFDS name")
         data = _load_npz(path, name=dataset) if path.is_file() else _load_folder(path, image_size)
     else:
-        names = ", ".join([SAMPLE, *TFDS_DATASETS])
-        raise UsageError(
-            f"unknown dataset {dataset!r}; choose one of {names}, or a path to a .npz file or image folder"
-        )
+        data = _load_tfds(dataset, data_dir, image_size, train_split, test_split)
     if image_size is not None and data.image_shape[:2] != (image_size, image_size):
         data = _resized(data, image_size)
     return data
+
+
+def is_remote(path: str) -> bool:
+    """Whether `path` is on a filesystem that `tf.io.gfile` reaches by URL (gs://, ram://)."""
+    return "://" in path
 
 
 def _resized(data: ImageData, size: int) -> ImageData:
@@ -189,11 +233,15 @@ def _as_labels(array: np.ndarray | None, count: int, key: str, path: pathlib.Pat
     return array.astype(np.int64)
 
 
-def _load_npz(path: pathlib.Path, name: str) -> ImageData:
-    """A Keras-layout .npz: x_train [, y_train, x_test, y_test, class_names]."""
+def _load_npz(path: str | pathlib.Path, name: str) -> ImageData:
+    """A Keras-layout .npz on any `tf.io.gfile` path: x_train [, y_train, x_test, y_test, class_names]."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with tf.io.gfile.GFile(str(path), "rb") as file:
+            contents = io.BytesIO(file.read())
+        with np.load(contents, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
+    except tf.errors.OpError as error:
+        raise UsageError(f"cannot read {path} ({reason(error)}); check the path and access") from None
     except (OSError, ValueError) as error:
         raise UsageError(f"{path} is not a readable .npz file ({error}); pass a NumPy .npz archive") from None
     if "x_train" not in arrays:
@@ -232,7 +280,6 @@ _BROKEN_LINK = "broken links"
 _UNREADABLE = "unreadable"
 _ALREADY_READ = "folders already read (symlink loops)"
 _UNDECODABLE = "cannot be decoded"
-_ANIMATED_WEBP = "animated WebP (TensorFlow cannot decode it)"
 _OUTSIDE_SPLITS = "outside train/ and test/"
 _TEST_OUTSIDE_CLASSES = "in test/ outside the classes of train/"
 _TEST_UNUSED = "in test/ while train/ has no classes"
@@ -326,23 +373,19 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _is_animated_webp(contents: tf.Tensor) -> tf.Tensor:
-    """Whether encoded bytes are an animated WebP: RIFF....WEBPVP8X with flag bit 1 set."""
-    header = tf.strings.join([tf.strings.substr(contents, 0, 21), b"\0" * 21])  # padded: substr needs the bytes
-    flags = tf.io.decode_raw(tf.strings.substr(header, 20, 1), tf.uint8)[0]
-    return tf.logical_and(
-        tf.equal(tf.strings.substr(header, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(header, 8, 8), b"WEBPVP8X"),
-        tf.not_equal(tf.bitwise.bitwise_and(flags, 2), 0),
-    )
-
-
 def _read_image(path: tf.Tensor) -> tf.Tensor:
     """The image (first frame) in the file at `path`: uint8 [H, W, C], C its own 1 to 4."""
-    contents = tf.io.read_file(path)
-    # TensorFlow 2.21 corrupts memory decoding an animated WebP, whatever the file is called.
-    refuse = tf.debugging.Assert(tf.logical_not(_is_animated_webp(contents)), [_ANIMATED_WEBP])
-    with tf.control_dependencies([refuse]):
-        return tf.io.decode_image(contents, expand_animations=False)
+    return decode_image(tf.io.read_file(path))
+
+
+def _resized_to(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    image = tf.image.resize(image, size, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _squashed(contents: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
+    """The encoded image resized to `size` whatever its aspect, with `channels`."""
+    return _resized_to(with_channels(decode_image(contents), channels), size)
 
 
 def _decode(path: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
@@ -351,14 +394,7 @@ def _decode(path: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
     Converting here rather than asking the decoder for `channels` is what lets BMP, GIF and
     WebP (whose decoders refuse channels=1) join a grayscale set.
     """
-    image = _read_image(path)
-    colour = tf.shape(image)[-1] >= 3
-    if channels == 3:
-        image = tf.cond(colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
-    else:
-        image = tf.cond(colour, lambda: tf.image.rgb_to_grayscale(image[..., :3]), lambda: image[..., :1])
-    image = tf.image.resize(tf.ensure_shape(image, [None, None, channels]), size, antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return _squashed(tf.io.read_file(path), channels, size)
 
 
 def why_unreadable(path: pathlib.Path) -> str:
@@ -369,13 +405,21 @@ def why_unreadable(path: pathlib.Path) -> str:
     except OSError:
         return _UNREADABLE
     if header[:4] == b"RIFF" and header[8:16] == b"WEBPVP8X" and len(header) == 21 and header[20] & 2:
-        return _ANIMATED_WEBP
+        return ANIMATED_WEBP
     return _UNDECODABLE
 
 
-def _probe_images(files: list[pathlib.Path], root: pathlib.Path) -> tuple[tuple[int, int], int]:
-    """Size of the first readable image, and 3 channels if any of the first few has colour."""
-    size, channels = None, 1
+@dataclasses.dataclass
+class _Probe:
+    """What the first few images of a folder say about all of them."""
+
+    size: tuple[int, int]  # the first readable image's (height, width)
+    channels: int  # 3 if any probed image has colour, else 1
+    largest_side: int  # the longest side among them
+
+
+def _probe_images(files: list[pathlib.Path], root: pathlib.Path) -> _Probe:
+    size, channels, largest = None, 1, 0
     for path in files[:_PROBED_FILES]:
         try:
             image = _read_image(tf.constant(str(path)))
@@ -383,39 +427,79 @@ def _probe_images(files: list[pathlib.Path], root: pathlib.Path) -> tuple[tuple[
             continue
         size = size or (int(image.shape[0]), int(image.shape[1]))
         channels = 3 if image.shape[-1] >= 3 else channels
+        largest = max(largest, int(image.shape[0]), int(image.shape[1]))
     if size is None:
         raise UsageError(
             f"none of the first {min(len(files), _PROBED_FILES)} image(s) under {root} can be decoded; check the files"
         )
-    return size, channels
+    return _Probe(size, channels, largest)
 
 
 def read_image_files(
     files: list[pathlib.Path], labels: list[int], channels: int, size: tuple[int, int]
-) -> tuple[Split, list[pathlib.Path], bool]:
-    """The decodable images of `files`, the files that are not, and whether the split streams.
-
-    Every file is decoded once here, so the count is exact and no image is dropped unsaid.
-    A split that fits under CACHE_LIMIT_BYTES keeps those images in memory; a larger one
-    keeps only the paths and decodes them again each epoch, in the same order.
-    """
+) -> tuple[Split, list[pathlib.Path]]:
+    """The decodable images of `files`, decoded once and held in memory, and the files that
+    are not decodable: the count is exact and no image is dropped unsaid."""
     paths, labels = np.asarray([str(p) for p in files], dtype=str), np.asarray(labels, np.int64)
-    indexed = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), paths, labels))
-    streams = len(files) * size[0] * size[1] * channels > CACHE_LIMIT_BYTES
-    if streams:
-        readable = indexed.map(lambda i, p, y: (i, tf.shape(_read_image(p))), num_parallel_calls=_AUTOTUNE)
-        kept = np.asarray([i for i, _ in readable.ignore_errors().as_numpy_iterator()], np.int64)
-        dataset = tf.data.Dataset.from_tensor_slices((paths[kept], labels[kept])).map(
-            lambda p, y: (_decode(p, channels, size), y), num_parallel_calls=_AUTOTUNE
-        )
-    else:
-        decoded = indexed.map(lambda i, p, y: (i, _decode(p, channels, size)), num_parallel_calls=_AUTOTUNE)
-        batches = list(decoded.ignore_errors().batch(4096).as_numpy_iterator())
-        kept = np.concatenate([i for i, _ in batches]) if batches else np.zeros((0,), np.int64)
-        images = np.concatenate([x for _, x in batches]) if batches else np.zeros((0, *size, channels), np.uint8)
-        dataset = tf.data.Dataset.from_tensor_slices((images, labels[kept]))
+    indexed = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), paths))
+    decoded = indexed.map(lambda i, p: (i, _decode(p, channels, size)), num_parallel_calls=_AUTOTUNE)
+    batches = list(decoded.ignore_errors().batch(4096).as_numpy_iterator())
+    kept = np.concatenate([i for i, _ in batches]) if batches else np.zeros((0,), np.int64)
+    images = np.concatenate([x for _, x in batches]) if batches else np.zeros((0, *size, channels), np.uint8)
     failed = [files[i] for i in sorted(set(range(len(files))) - set(kept.tolist()))]
-    return Split(dataset, len(kept)), failed, streams
+    return Split(tf.data.Dataset.from_tensor_slices((images, labels[kept])), len(kept)), failed
+
+
+def evaluation_decoder(host_crops: bool, image_shape: tuple[int, int, int]) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Encoded image -> uint8 `image_shape`: the centre crop where pretraining crops views
+    from the originals (as SimCLR evaluates), else the whole image resized."""
+    height, width, channels = image_shape
+    if host_crops:
+        return functools.partial(center_crop, size=height, channels=channels)
+    return functools.partial(_squashed, channels=channels, size=(height, width))
+
+
+def streamed_split(
+    stream: Stream, decode: Callable[[tf.Tensor], tf.Tensor], image_shape: tuple[int, int, int]
+) -> Split:
+    """A split read from `stream` on every pass, in a fixed order, each image `decode`d from its
+    encoded bytes to uint8 `image_shape`; the undecodable ones skipped and counted."""
+
+    def image_and_label(source, label):
+        return decode(stream.contents(source)), label
+
+    fallback = (tf.zeros(image_shape, tf.uint8), tf.constant(UNLABELED, tf.int64))
+    dataset = attempted(stream.in_order(), image_and_label, fallback, stream.skipped)
+    return Split(dataset, stream.num_examples, stream, decode)
+
+
+def streams_from_files(count: int, probe_pixels: int) -> bool:
+    """Whether a split of `count` files of `probe_pixels` values each is read anew every epoch
+    rather than decoded once before training."""
+    return count > EAGER_DECODE_MAX_FILES or count * probe_pixels > CACHE_LIMIT_BYTES
+
+
+def _too_small(largest_side: int, image_size: int | None, where: str) -> None:
+    if image_size and largest_side * MAX_UPSCALING < image_size:
+        raise UsageError(
+            f"the images of {where} are at most {largest_side} px a side, too small for image_size "
+            f"{image_size} (more than {MAX_UPSCALING}x upscaling); lower image_size or use larger images"
+        )
+
+
+def _folder_split(
+    files: list[pathlib.Path], labels: list[int], probe: _Probe, image_size: int | None, where: str
+) -> tuple[Split, list[pathlib.Path]]:
+    """A folder split decoded once into memory (today's small sets), or streamed: when its
+    images are larger than image_size (each view is then cropped from the original) or there
+    are too many to decode before the first step. Returns it and the files it could not decode."""
+    size = (image_size, image_size) if image_size else probe.size
+    host_crops = bool(image_size) and probe.largest_side > image_size
+    if not (host_crops or streams_from_files(len(files), size[0] * size[1] * probe.channels)):
+        return read_image_files(files, labels, probe.channels, size)
+    stream = file_stream([str(path) for path in files], labels, where)
+    shape = (*size, probe.channels)
+    return streamed_split(stream, evaluation_decoder(host_crops, shape), shape), []
 
 
 def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
@@ -457,27 +541,32 @@ def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root} ({skipped_summary(skipped)}); "
             "point dataset at an image folder"
         )
-    native, channels = _probe_images(train.files, root)
-    size = (image_size, image_size) if image_size else native
-    train_split, failed, streams = read_image_files(train.files, train.labels, channels, size)
+    probe = _probe_images(train.files, root)
+    _too_small(probe.largest_side, image_size, str(root))
+    size = (image_size, image_size) if image_size else probe.size
+    train_split, failed = _folder_split(train.files, train.labels, probe, image_size, f"{root} (train)")
     test_split = None
     if test_files:
-        test_split, failed_test, _ = read_image_files(test_files, test_labels, channels, size)
+        test_split, failed_test = _folder_split(test_files, test_labels, probe, image_size, f"{root} (test)")
         failed += failed_test
     skipped.update(why_unreadable(path) for path in failed)
     count = f"{train_split.num_examples} images"
     if test_split is not None:
         count = f"{train_split.num_examples} train + {test_split.num_examples} test images"
-    if streams:
+    host_crops = bool(image_size) and probe.largest_side > image_size
+    if host_crops:
+        count += ", streamed, each view cropped from the original"
+    elif train_split.stream is not None:
         count += ", streamed from disk"
     line = f"image folder {root}: {description}, {count}; {skipped_summary(skipped)}"
     _log.log(logging.WARNING if +skipped or train.mixed else logging.INFO, line)
     return ImageData(
         name=str(root),
-        image_shape=(*size, channels),
+        image_shape=(*size, probe.channels),
         train=train_split,
         test=test_split,
         class_names=train.class_names,
+        host_crops=host_crops,
     )
 
 
@@ -497,10 +586,19 @@ def _can_reach_tfds_servers(timeout: float = 3.0) -> bool:
         return False
 
 
-def _load_tfds(name: str, data_dir: str | None) -> ImageData:
+def _tfds_builder(name: str, data_dir: str | None):
+    """The TFDS builder `name` (`name/config:version`), prepared; UsageError when there is none."""
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise UsageError(
+            f"unknown dataset {name!r}: not a TFDS builder, a path or {SAMPLE!r}; give a TFDS name (e.g. cifar10, "
+            "imagenette/320px, food101:2.0.0), or a path to a .npz file, an image folder or TFRecord shards (a glob)"
+        ) from None
+    except (ValueError, AssertionError) as error:  # a config or version it does not have
+        raise UsageError(f"TFDS cannot build {name}: {str(error).splitlines()[0]}") from None
     if not builder.is_prepared() and not _can_reach_tfds_servers():
         where = data_dir or "the default TFDS folder (~/tensorflow_datasets)"
         raise UsageError(
@@ -508,23 +606,117 @@ def _load_tfds(name: str, data_dir: str | None) -> ImageData:
             f"with a prepared copy, or dataset to a local .npz file or image folder"
         )
     builder.download_and_prepare()
-    train_split, test_split, unlabeled_split = TFDS_DATASETS[name]
-    splits = builder.info.splits
+    return builder
 
-    def split(split_name: str | None) -> Split | None:
+
+def _feature_key(features, kind, preferred: str) -> str | None:
+    """The top-level feature of `kind`: `preferred` if it is one, else the first; None if none is."""
+    keys = [key for key, feature in features.items() if isinstance(feature, kind)]
+    return preferred if preferred in keys else next(iter(keys), None)
+
+
+def _default_splits(name: str, splits: list[str]) -> tuple[str, str | None, str | None]:
+    """(train, test, extra unlabelled) splits of a TFDS builder that names none."""
+    train = "train" if "train" in splits else splits[0]
+    unlabelled_test = name.split("/")[0].split(":")[0] in _UNLABELLED_TEST_SPLITS
+    preferences = ("validation", "test") if unlabelled_test else ("test", "validation")
+    test = next((split for split in preferences if split in splits and split != train), None)
+    unlabelled = next((split for split in ("unlabelled", "unlabeled") if split in splits), None)
+    return train, test, unlabelled
+
+
+def _load_tfds(
+    name: str, data_dir: str | None, image_size: int | None, train_split: str | None, test_split: str | None
+) -> ImageData:
+    """Any TFDS builder's images and labels, found in its features. Sets of fixed-size images
+    that fit in memory are read as they are; others stream their encoded images."""
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(name, data_dir)
+    features, splits = builder.info.features, list(builder.info.splits)
+    image_key = _feature_key(features, tfds.features.Image, "image")
+    if image_key is None:
+        raise UsageError(f"{name} has no image feature (its features: {', '.join(features)}); use a data set of images")
+    label_key = _feature_key(features, tfds.features.ClassLabel, "label")
+    train, test, unlabelled = _default_splits(name, splits)
+    if train_split or test_split:
+        train, test, unlabelled = train_split or train, test_split or (test if test != train_split else None), None
+    for split in (train, test):
+        if split is not None and split not in splits:
+            raise UsageError(f"{name} has no split {split!r}; its splits are {', '.join(splits)}")
+    shape = tuple(features[image_key].shape)
+    channels = shape[-1] or 3
+    count = builder.info.splits[train].num_examples
+    fixed = None not in shape[:2]
+    in_memory = fixed and count * int(np.prod(shape)) <= CACHE_LIMIT_BYTES
+    if in_memory and (not image_size or max(shape[:2]) <= image_size):
+
+        def labelled(example):
+            return example[image_key], example[label_key] if label_key else tf.constant(UNLABELED, tf.int64)
+
+        def split(split_name: str | None) -> Split | None:
+            if split_name is None:
+                return None
+            dataset = builder.as_dataset(split=split_name, shuffle_files=False).map(labelled)
+            return Split(dataset, builder.info.splits[split_name].num_examples)
+
+        return ImageData(
+            name=name,
+            image_shape=shape,
+            train=split(train),
+            test=split(test),
+            unlabeled=split(unlabelled),
+            class_names=tuple(features[label_key].names) if label_key else (),
+        )
+    if not image_size and not fixed:
+        raise UsageError(f"the images of {name} vary in size; set image_size (e.g. 224)")
+    size = image_size or max(shape[:2])
+    image_shape = (size, size, channels)
+    decode = evaluation_decoder(not fixed or max(shape[:2]) > size, image_shape)
+
+    def streamed(split_name: str | None) -> Split | None:
         if split_name is None:
             return None
-        dataset = builder.as_dataset(split=split_name, as_supervised=True, shuffle_files=False)
-        count = int(dataset.cardinality())
-        return Split(dataset, count if count >= 0 else splits[split_name].num_examples)
+        stream = tfds_stream(builder, split_name, image_key, label_key, f"{name} ({split_name})")
+        return streamed_split(stream, decode, image_shape)
 
+    if unlabelled is not None:
+        _log.warning("%s: pretraining streams only its %s split, not %s", name, train, unlabelled)
     return ImageData(
         name=name,
-        image_shape=tuple(builder.info.features["image"].shape),
-        train=split(train_split),
-        test=split(test_split),
-        unlabeled=split(unlabeled_split),
-        class_names=tuple(builder.info.features["label"].names),
+        image_shape=image_shape,
+        train=streamed(train),
+        test=streamed(test),
+        class_names=tuple(features[label_key].names) if label_key else (),
+        host_crops=not fixed or max(shape[:2]) > size,
+    )
+
+
+def _load_tfrecords(
+    pattern: str, test_pattern: str | None, image_size: int | None, layout: RecordLayout, num_classes: int | None
+) -> ImageData:
+    """TFRecord shards, streamed; the test split from `test_pattern` when given."""
+    if image_size is None:
+        raise UsageError(f"set image_size for the TFRecords {pattern} (e.g. 224): their images are not decoded first")
+    train = read_shards(pattern, layout)
+    _too_small(train.largest_side, image_size, pattern)
+    host_crops = train.largest_side > image_size
+    image_shape = (image_size, image_size, train.channels)
+    decode = evaluation_decoder(host_crops, image_shape)
+    test = streamed_split(read_shards(test_pattern, layout).stream, decode, image_shape) if test_pattern else None
+    classes = num_classes or (train.largest_label + 1 if layout.label_key else 0)
+    _log.info(
+        "TFRecords %s: about %d images (the first shard's count times the shards)%s, %d classes%s",
+        pattern, train.stream.num_examples, f" + {test.num_examples} test" if test else "", classes,
+        ", each view cropped from the original" if host_crops else "",
+    )  # fmt: skip
+    return ImageData(
+        name=pattern,
+        image_shape=image_shape,
+        train=streamed_split(train.stream, decode, image_shape),
+        test=test,
+        class_names=tuple(str(label) for label in range(classes)),
+        host_crops=host_crops,
     )
 
 
@@ -537,11 +729,24 @@ def pretraining_batches(
     batch_size: int,
     seed: int | None = None,
     with_labels: bool = True,
+    *,
+    first_step: int = 0,
+    epochs: int | None = 1,
+    num_views: int = 2,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    shard: tuple[int, int] = (1, 0),
 ) -> tf.data.Dataset:
-    """Shuffled, fixed-size batches of `data.pretrain` for `SimCLR.fit`.
+    """Shuffled, fixed-size batches of `data.pretrain` for `SimCLR.fit`, from step
+    `first_step` on, for `epochs` epochs (None: endlessly), each epoch in a new order.
 
     Yields (images, labels) when `with_labels` and the training images are labelled
-    (for the online probe), else images alone.
+    (for the online probe), else images alone. Images are uint8 [B, H, W, C], except
+    where `data.host_crops`: then each image's `num_views` views, cropped on the host from
+    the original (`crop_scale`: their area range), uint8 [B, V, H, W, C].
+
+    Args:
+        shard: (count, index): a streamed split gives worker `index` every count-th image,
+            so that each worker of a cluster reads only its own share of the files.
 
     Raises:
         UsageError: when the data holds fewer images than one batch.
@@ -551,10 +756,70 @@ def pretraining_batches(
         raise UsageError(
             f"{data.name} has {split.num_examples} images, fewer than one batch of {batch_size}; lower batch_size"
         )
-    dataset = split.dataset
-    if fits_in_memory(split, data.image_shape):
-        dataset = dataset.cache()
-    dataset = dataset.shuffle(min(split.num_examples, 50_000), seed=seed, reshuffle_each_iteration=True)
-    if not (with_labels and data.num_classes and data.unlabeled is None):
+    labelled = with_labels and data.num_classes and data.unlabeled is None
+    if split.stream is not None:
+        dataset = _streamed_images(data, split, seed or 0, first_step * batch_size, num_views, crop_scale, shard)
+    else:
+        dataset = split.dataset.cache() if fits_in_memory(split, data.image_shape) else split.dataset
+        dataset = dataset.shuffle(min(split.num_examples, 50_000), seed=seed, reshuffle_each_iteration=True)
+    if not labelled:
         dataset = dataset.map(lambda image, label: image, num_parallel_calls=_AUTOTUNE)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(_AUTOTUNE)
+    batches = dataset.batch(batch_size, drop_remainder=True)
+    if split.stream is None:
+        batches = batches.repeat(epochs).skip(first_step)
+    elif epochs is not None:
+        batches = batches.take(epochs * (split.num_examples // batch_size) - first_step)
+    if shard[0] > 1 and split.stream is not None:
+        # Sharded by file already; tf.distribute must not shard the batches again.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        batches = batches.with_options(options)
+    return batches.prefetch(_AUTOTUNE)
+
+
+def sample_views(
+    data: ImageData, count: int, crop_scale: tuple[float, float], seed: int = 0
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """The first `count` training images as evaluation sees them and, where `data.host_crops`,
+    two views of each cropped on the host from its original ([count, 2, H, W, C]), else None."""
+    if not data.host_crops:
+        return next(iter(data.train.dataset.batch(count)))[0], None
+    split, (height, _, channels) = data.train, data.image_shape
+
+    def both(source, label, position):
+        contents = split.stream.contents(source)
+        key = tf.stack([tf.constant(seed, tf.int64), position])
+        return split.decode(contents), random_crops(contents, 2, height, channels, crop_scale, key)
+
+    sources = split.stream.in_order().take(4 * count).enumerate().map(lambda i, element: (*element, i))
+    fallback = (tf.zeros(data.image_shape, tf.uint8), tf.zeros((2, *data.image_shape), tf.uint8))
+    return next(iter(attempted(sources, both, fallback, split.stream.skipped).batch(count)))
+
+
+def _streamed_images(
+    data: ImageData,
+    split: Split,
+    seed: int,
+    first: int,
+    num_views: int,
+    crop_scale: tuple[float, float],
+    shard: tuple[int, int],
+) -> tf.data.Dataset:
+    """(image or views, label) from stream position `first` on, endlessly; the crops of the
+    image at position p are drawn from the stateless seed (seed, p)."""
+    stream, (height, _, channels) = split.stream, data.image_shape
+    if data.host_crops:
+        shape = (num_views, *data.image_shape)
+
+        def decode(source, label, position):
+            key = tf.stack([tf.constant(seed, tf.int64), position])
+            return random_crops(stream.contents(source), num_views, height, channels, crop_scale, key), label
+
+    else:
+        shape = data.image_shape
+
+        def decode(source, label, position):
+            return split.decode(stream.contents(source)), label
+
+    fallback = (tf.zeros(shape, tf.uint8), tf.constant(UNLABELED, tf.int64))
+    return attempted(stream.positions(seed, first, shard), decode, fallback, stream.skipped)

@@ -85,6 +85,19 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
 
 
+def input_shard(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """(workers, this worker's index): the share of a streamed data set's files this process
+    reads. (1, 0) outside a multi-worker cluster."""
+    if not is_multi_worker(strategy):
+        return 1, 0
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
+    # The chief first, then the workers by index, as tf.distribute numbers input pipelines.
+    tasks = [("chief", i) for i in range(len(cluster.get("chief", [])))]
+    tasks += [("worker", i) for i in range(len(cluster.get("worker", [])))]
+    return len(tasks), tasks.index((resolver.task_type, resolver.task_id))
+
+
 def gather_from_workers(strategy: tf.distribute.Strategy, value: tf.Tensor) -> tf.Tensor:
     """The scalar `value` of every worker (one device each), as a vector: a collective
     that every worker must call."""

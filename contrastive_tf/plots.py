@@ -27,7 +27,9 @@ def _finish(figure: Figure, path: str | os.PathLike | None) -> Figure:
     return figure
 
 
-def plot_view_pairs(images, augmenter, path: str | os.PathLike | None = None, count: int = 8) -> Figure:
+def plot_view_pairs(
+    images, augmenter, path: str | os.PathLike | None = None, count: int = 8, crops=None
+) -> Figure:
     """A grid where each row is an original image and two augmented views of it.
 
     Args:
@@ -35,9 +37,15 @@ def plot_view_pairs(images, augmenter, path: str | os.PathLike | None = None, co
         augmenter: a layer that makes one view per call, e.g. `SimCLRAugment`.
         path: where to save the PNG; None leaves the figure open (notebooks).
         count: how many images (rows) to show.
+        crops: two views of each image cropped on the host from its original, [B, 2, H, W, C]
+            (`contrastive_tf.data.sample_views`), which `augmenter` then augments uncropped.
     """
     images = to_unit_range(tf.convert_to_tensor(images[:count]))
-    view_a, view_b = augmenter(images, training=True), augmenter(images, training=True)
+    if crops is None:
+        view_a, view_b = augmenter(images, training=True), augmenter(images, training=True)
+    else:
+        crops = to_unit_range(tf.convert_to_tensor(crops[:count]))
+        view_a, view_b = (augmenter(crops[:, v], training=True, crop=False) for v in range(2))
     figure, axes = plt.subplots(len(images), 3, figsize=(4.5, 1.5 * len(images)), squeeze=False)
     for row, column in enumerate(zip(images.numpy(), view_a.numpy(), view_b.numpy())):
         for axis, image in zip(axes[row], column):

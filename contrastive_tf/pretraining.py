@@ -21,7 +21,7 @@ from contrastive_tf import run_folder as files
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.checkpoints import TrainingCheckpoint, latest_step, restore, write_atomically
 from contrastive_tf.config import PretrainConfig
-from contrastive_tf.data import ImageData, load_data, pretraining_batches
+from contrastive_tf.data import ImageData, load_data, pretraining_batches, sample_views
 from contrastive_tf.encoders import build_encoder, default_encoder
 from contrastive_tf.errors import Preempted, UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
@@ -76,8 +76,17 @@ class Run:
     def batches_from(self, step: int) -> tf.data.Dataset:
         """The training batches from `step` on, in the order an uninterrupted run sees them."""
         # A new dataset each time: a second iterator of the same one would shuffle anew.
-        batches = pretraining_batches(self.data, self.config.batch_size, seed=self.config.seed)
-        return batches.repeat().skip(step)
+        config = self.config
+        return pretraining_batches(
+            self.data,
+            config.batch_size,
+            seed=config.seed,
+            first_step=step,
+            epochs=None,
+            num_views=config.num_views,
+            crop_scale=(config.crop_scale_min, 1.0),
+            shard=distribute.input_shard(self.strategy),
+        )
 
 
 @dataclasses.dataclass
@@ -99,7 +108,16 @@ def prepare(config: PretrainConfig) -> Run:
     distribute.check_batch_size(config.batch_size, strategy)
     precision = resolve_precision(config.precision, strategy)
     jit_compile = resolve_jit_compile(config.jit_compile, strategy)
-    data = load_data(config.dataset, config.data_dir, config.image_size)
+    data = load_data(
+        config.dataset,
+        config.data_dir,
+        config.image_size,
+        train_split=config.train_split,
+        test_split=config.test_split,
+        image_key=config.image_key,
+        label_key=config.label_key,
+        num_classes=config.num_classes,
+    )
     model_dir = pathlib.Path(config.model_dir).expanduser()
     export_dir = check_export_target(config.export_dir or model_dir / files.EXPORT_DIR, config.overwrite)
     run = Run(config, strategy, precision, jit_compile, data, model_dir, export_dir)
@@ -271,8 +289,8 @@ def _finalize(
     config, data, model_dir = run.config, run.data, run.model_dir
     write_atomically(model_dir / files.MODEL_FILE, model.save)
     figures = [model_dir / files.VIEWS_FIGURE, model_dir / files.CURVES_FIGURE]
-    sample_images = next(iter(data.train.dataset.batch(8)))[0]
-    plot_view_pairs(sample_images, model.augmenter, figures[0])
+    sample_images, crops = sample_views(data, 8, (config.crop_scale_min, 1.0), config.seed)
+    plot_view_pairs(sample_images, model.augmenter, figures[0], crops=crops)
     plot_training_curves(history, figures[1])
 
     with global_precision(run.precision):
@@ -302,6 +320,10 @@ def _model_card(run: Run, model, encoder, history, probe, random_probe, knn_top1
         "method": type(model).__name__,
         "dataset": run.data.name,
         "image_shape": run.data.image_shape,
+        "views": "each cropped on the host from the original image, evaluation on the 87.5% centre crop"
+        if run.data.host_crops
+        else "cropped from the whole image as loaded",
+        "unreadable_files_skipped": run.data.skipped_files(),
         "inputs": "serving_default: uint8 images [B, H, W, C] in [0, 255]; serve_float: float32 in [0, 1]",
         "outputs": "representation: float32 [B, D], the encoder output h (the projection head is not exported)",
         "epochs_trained": len(next(iter(history.values()), [])),

@@ -155,7 +155,7 @@ def read_images(paths: list[str | os.PathLike], image_shape: tuple[int, int, int
             raise UsageError(f"image file {file} does not exist")
         if not file.is_file():
             raise UsageError(f"{file} is not a file; pass image files")
-    split, failed, _ = read_image_files(files, [UNLABELED] * len(files), image_shape[2], image_shape[:2])
+    split, failed = read_image_files(files, [UNLABELED] * len(files), image_shape[2], image_shape[:2])
     if failed:
         reason = why_unreadable(failed[0])
         raise UsageError(f"image file {failed[0]} cannot be read ({reason}); pass a PNG, JPEG, BMP, GIF or WebP file")
@@ -258,7 +258,7 @@ class ImageIndex:
         else:
             files, skipped = _folder_files(path)
             height, width, channels = encoder.image_shape
-            images, failed, _ = read_image_files(files, [UNLABELED] * len(files), channels, (height, width))
+            images, failed = read_image_files(files, [UNLABELED] * len(files), channels, (height, width))
             skipped.update(why_unreadable(file) for file in failed)
             unread = set(failed)
             sources = np.asarray([file.relative_to(path).as_posix() for file in files if file not in unread], str)

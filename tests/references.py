@@ -195,3 +195,18 @@ def numpy_nearest_neighbours(z, bank):
     z (returned normalised here, as the queue stores it)."""
     bank = unit(np.asarray(bank, np.float64))
     return bank[np.argmax(unit(np.asarray(z, np.float64)) @ bank.T, axis=1)]
+
+
+def numpy_simclr_center_window(image_height: int, image_width: int, size: int, proportion: float = 0.875):
+    """google-research/simclr `tf2/data_util.py`, `center_crop` with `_compute_crop_shape`, for a
+    `size` x `size` output: the window [top, left, height, width] it crops before resizing."""
+    aspect_ratio = size / size
+    if aspect_ratio > image_width / image_height:  # _requested_aspect_ratio_wider_than_image
+        crop_height = int(np.rint(proportion / aspect_ratio * image_width))
+        crop_width = int(np.rint(proportion * image_width))
+    else:  # _image_wider_than_requested_aspect_ratio
+        crop_height = int(np.rint(proportion * image_height))
+        crop_width = int(np.rint(proportion * aspect_ratio * image_height))
+    offset_height = ((image_height - crop_height) + 1) // 2
+    offset_width = ((image_width - crop_width) + 1) // 2
+    return [offset_height, offset_width, crop_height, crop_width]

@@ -139,10 +139,19 @@ class ContrastiveModel(keras.Model):
         return [self.loss_tracker] + ([self.probe_loss_tracker, self.probe_accuracy] if self.probe is not None else [])
 
     def views(self, data) -> tuple[list[tf.Tensor], tf.Tensor | None]:
-        """`num_views` augmented views of a batch's images, and its labels (or None)."""
+        """`num_views` augmented views of a batch's images, and its labels (or None).
+
+        Images [B, H, W, C] are cropped here; views cropped on the host from the original
+        images ([B, V, H, W, C], see `contrastive_tf.host_crops`) get the rest of the
+        augmentation."""
         images, labels = data if isinstance(data, tuple) else (data, None)
         images = to_unit_range(images)
-        return [augment(images, training=True) for augment in self.view_augmenters()], labels
+        augmenters = self.view_augmenters()
+        if images.shape.rank == 4:
+            return [augment(images, training=True) for augment in augmenters], labels
+        if images.shape[1] != self.num_views:
+            raise ValueError(f"the batch holds {images.shape[1]} views of each image; the model takes {self.num_views}")
+        return [augment(images[:, v], training=True, crop=False) for v, augment in enumerate(augmenters)], labels
 
     def view_augmenters(self) -> list[keras.layers.Layer]:
         """The augmenter of each view: `augmenter`, except for the second view where a

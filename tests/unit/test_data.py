@@ -1,11 +1,11 @@
-"""Loading data: .npz files, TFDS (mocked), and the pretraining pipeline (image folders: test_folders.py)."""
+"""Loading data: .npz files and the pretraining pipeline (image folders: test_folders.py; TFDS
+builders and TFRecords: test_sources.py)."""
 
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from contrastive_tf import data as data_module
 from contrastive_tf.data import UNLABELED, load_data, pretraining_batches, sample_path
@@ -88,29 +88,6 @@ def test_image_size_resizes_every_split(tmp_path):
     assert next(iter(data.test.dataset))[0].shape == (16, 16, 1)
 
 
-@pytest.fixture
-def mock_tfds(monkeypatch):
-    """TFDS with generated data, on a machine that could reach the TFDS servers."""
-    monkeypatch.setattr(data_module, "_can_reach_tfds_servers", lambda timeout=3.0: True)
-    return tfds.testing.mock_data
-
-
-def test_tfds_names_load_through_tfds(mock_tfds):
-    with mock_tfds(num_examples=12):
-        data = load_data("cifar10")
-        assert data.image_shape == (32, 32, 3) and data.num_classes == 10
-        images, labels = next(iter(data.train.dataset.batch(12)))
-        assert images.shape == (12, 32, 32, 3) and images.dtype == tf.uint8 and labels.shape == (12,)
-
-
-def test_stl10_pretrains_on_unlabelled_plus_train(mock_tfds):
-    with mock_tfds(num_examples=6):
-        data = load_data("stl10")
-        assert data.unlabeled is not None and data.pretrain.num_examples == 12
-        batch = next(iter(pretraining_batches(data, batch_size=4)))
-        assert batch.shape == (4, 96, 96, 3)  # images only: most have no label
-
-
 def test_offline_tfds_fails_fast_with_the_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(data_module, "_can_reach_tfds_servers", lambda timeout=3.0: False)
     start = time.monotonic()
@@ -136,9 +113,3 @@ def test_batch_larger_than_the_data_is_a_usage_error(tmp_path):
         pretraining_batches(data, batch_size=8)
 
 
-def test_imagenet_of_mixed_sizes_loads_at_the_recipes_image_size(mock_tfds):
-    with mock_tfds(num_examples=4):
-        data = load_data("imagenet2012", image_size=64)
-        assert data.image_shape == (64, 64, 3) and data.num_classes == 1000
-        images, _ = next(iter(data.test.dataset.batch(4)))
-        assert images.shape == (4, 64, 64, 3)

@@ -15,6 +15,7 @@ from PIL import Image
 from contrastive_tf import data as data_module
 from contrastive_tf.data import UNLABELED, load_data
 from contrastive_tf.errors import UsageError
+from contrastive_tf.streams import UNDECODABLE
 
 _RNG = np.random.default_rng(0)
 
@@ -264,18 +265,31 @@ def _contents(split):
     return [(image.numpy(), int(label)) for image, label in split.dataset]
 
 
-def test_a_folder_too_large_for_memory_streams_the_same_images_in_the_same_order(tmp_path, caplog, monkeypatch):
+def test_a_folder_too_large_for_memory_streams_the_same_images_and_skips_the_undecodable_as_met(
+    tmp_path, caplog, monkeypatch
+):
     sizes = [(8, 8, 3), (12, 10, 3), (6, 6, 1), (8, 8, 4)]
     files = {f"{kind}/{index}.png": _png(_pixels(*sizes[index])) for kind in ("cat", "dog") for index in range(4)}
     _write_tree(tmp_path, files | {"cat/junk.png": b"junk", "dog/x.jpg": JPEG})
-    in_memory, memory_record = _load(tmp_path, caplog)
+    in_memory, _ = _load(tmp_path, caplog)
     monkeypatch.setattr(data_module, "CACHE_LIMIT_BYTES", 1)
     streamed, streamed_record = _load(tmp_path, caplog)
-    assert streamed.train.num_examples == in_memory.train.num_examples == 9
-    for (streamed_image, streamed_label), (image, label) in zip(_contents(streamed.train), _contents(in_memory.train)):
+    # Listed, not decoded, before training: the junk file is found while reading.
+    assert streamed.train.num_examples == 10 and in_memory.train.num_examples == 9
+    assert streamed_record.getMessage().endswith("10 images, streamed from disk; nothing skipped")
+    contents = _contents(streamed.train)
+    assert len(contents) == 9
+    for (streamed_image, streamed_label), (image, label) in zip(contents, _contents(in_memory.train)):
         np.testing.assert_array_equal(streamed_image, image)
         assert streamed_label == label
-    assert memory_record.getMessage().replace("images;", "images, streamed from disk;") == streamed_record.getMessage()
+    assert dict(streamed.train.stream.skipped.counts) == {UNDECODABLE: 1}
+
+
+def test_a_folder_of_more_files_than_decoded_before_training_streams(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(data_module, "EAGER_DECODE_MAX_FILES", 3)
+    _write_tree(tmp_path, _many("", 4))
+    data, record = _load(tmp_path, caplog)
+    assert data.train.stream is not None and "streamed from disk" in record.getMessage()
 
 
 def test_a_streamed_folder_decodes_its_files_each_epoch(tmp_path, caplog, monkeypatch):
