@@ -134,6 +134,10 @@ def sample_path() -> pathlib.Path:
     return pathlib.Path(str(importlib.resources.files("contrastive_tf") / "sample" / "mnist_sample.npz"))
 
 
+# The keyword arguments of `load_data` that say how to read a source beyond its name.
+SOURCE_OPTIONS = ("train_split", "test_split", "image_key", "label_key", "num_classes")
+
+
 def load_data(
     dataset: str = SAMPLE,
     data_dir: str | None = None,

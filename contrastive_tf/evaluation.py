@@ -57,11 +57,14 @@ def split_labels(split: Split) -> np.ndarray:
     return np.concatenate([np.zeros(0, np.int64), *batches])
 
 
-def labelled_data(dataset: str, data_dir: str | None, image_shape: tuple[int, int, int]) -> ImageData:
+def labelled_data(
+    dataset: str, data_dir: str | None, image_shape: tuple[int, int, int], **source_options
+) -> ImageData:
     """`dataset` at an encoder's image size, checked to hold what an evaluation needs:
-    labels and a test split. UsageError otherwise."""
+    labels and a test split. UsageError otherwise. `source_options`: `load_data`'s
+    `SOURCE_OPTIONS` (splits, TFRecord keys)."""
     height, width, channels = image_shape
-    data = load_data(dataset, data_dir, image_size=height if height == width else None)
+    data = load_data(dataset, data_dir, image_size=height if height == width else None, **source_options)
     if data.image_shape[-1] != channels:
         raise UsageError(
             f"{dataset} has {data.image_shape[-1]}-channel images but the encoder takes {channels}; "

@@ -81,11 +81,15 @@ def _flag_kind(annotation) -> type:
     return annotation
 
 
-def define_config_flags(config_class: type, flag_values: flags.FlagValues) -> None:
-    """One flag per field of the dataclass `config_class`, with the field's default, help
-    text and choices (see `contrastive_tf.config.setting`)."""
+def define_config_flags(
+    config_class: type, flag_values: flags.FlagValues, names: tuple[str, ...] | None = None
+) -> None:
+    """One flag per field of the dataclass `config_class` (or per field in `names`), with the
+    field's default, help text and choices (see `contrastive_tf.config.setting`)."""
     hints = typing.get_type_hints(config_class)
     for field in dataclasses.fields(config_class):
+        if names is not None and field.name not in names:
+            continue
         name, default, kind = field.name, field.default, _flag_kind(hints[field.name])
         help_text, choices = field.metadata["help"], field.metadata["choices"]
         optional = type(None) in typing.get_args(hints[name])

@@ -78,7 +78,7 @@ def load_teacher(path: str) -> tuple[Classifier, dict]:
 def main(argv: list[str]) -> None:
     teacher, teacher_results = load_teacher(FLAGS.teacher_path)
     image_shape = tuple(teacher.encoder.input_shape[1:])
-    data = labelled_data(FLAGS.dataset, FLAGS.data_dir, image_shape)
+    data = labelled_data(FLAGS.dataset, FLAGS.data_dir, image_shape, **eval_common.source_options())
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.student_encoder == "same":
         encoder = keras.models.clone_model(teacher.encoder)

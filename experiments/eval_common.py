@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 from absl import flags
 
-from contrastive_tf.data import ImageData
+from contrastive_tf.config import PretrainConfig
+from contrastive_tf.data import SOURCE_OPTIONS, ImageData
 from contrastive_tf.evaluation import extract_features, labelled_data, labelled_subset
 from contrastive_tf.run_folder import Pretrained, load_pretrained
+from experiments import cli
 
 
 def define_data_flags(flag_values: flags.FlagValues) -> None:
@@ -21,6 +23,7 @@ def define_data_flags(flag_values: flags.FlagValues) -> None:
         flag_values=flag_values,
     )
     flags.DEFINE_string("data_dir", None, "TFDS data directory.", flag_values=flag_values)
+    cli.define_config_flags(PretrainConfig, flag_values, names=SOURCE_OPTIONS)
     flags.DEFINE_integer(
         "seed",
         0,
@@ -30,6 +33,11 @@ def define_data_flags(flag_values: flags.FlagValues) -> None:
 
 
 FLAGS = flags.FLAGS
+
+
+def source_options() -> dict[str, object]:
+    """The parsed flags that say how to read --dataset beyond its name (`SOURCE_OPTIONS`)."""
+    return {name: FLAGS[name].value for name in SOURCE_OPTIONS}
 
 
 def define_encoder_flags(flag_values: flags.FlagValues) -> None:
@@ -53,7 +61,7 @@ def load_inputs() -> tuple[Pretrained, ImageData]:
     """The encoder, and the data at its image size with the training split cut to
     `--label_fraction`."""
     pretrained = load_pretrained(FLAGS.encoder_path)
-    data = labelled_data(FLAGS.dataset, FLAGS.data_dir, pretrained.image_shape)
+    data = labelled_data(FLAGS.dataset, FLAGS.data_dir, pretrained.image_shape, **source_options())
     return pretrained, labelled_subset(data, FLAGS.label_fraction, FLAGS.seed)
 
 

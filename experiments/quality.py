@@ -28,6 +28,7 @@ from absl import flags
 
 from contrastive_tf.checkpoints import latest_step
 from contrastive_tf.config import PretrainConfig
+from contrastive_tf.data import SOURCE_OPTIONS
 from contrastive_tf.evaluation import (
     STANDARDISED,
     extract_features,
@@ -167,7 +168,8 @@ def quality_rows(name: str, config: PretrainConfig, baselines: dict[str, Baselin
     result = pretrain(config)
     minutes = (time.perf_counter() - start) / 60
     trained = load_pretrained(model_dir)
-    data = labelled_data(source, config.data_dir, trained.image_shape)
+    options = {name: getattr(config, name) for name in SOURCE_OPTIONS}
+    data = labelled_data(source, config.data_dir, trained.image_shape, **options)
     # The same data and architecture have the same baselines, whatever the method.
     key = f"{source}/{trained.encoder.name}"
     if key not in baselines:
