@@ -169,7 +169,7 @@ def _is_npz(source: pathlib.Path) -> bool:
 def _folder_files(root: pathlib.Path) -> tuple[list[pathlib.Path], collections.Counter]:
     """Every image file under `root`, at any depth (as `load_data` reads folders), and what was skipped."""
     skipped: collections.Counter = collections.Counter()
-    return image_files(root, skipped, set()), skipped
+    return [pathlib.Path(file) for file in image_files(root, skipped, set())], skipped
 
 
 def _check_source(source: str | os.PathLike, split: str) -> pathlib.Path:
