@@ -15,7 +15,7 @@ from contrastive_tf.host_crops import (
     random_crops,
     random_window,
 )
-from tests.references import numpy_simclr_center_window
+from references import numpy_simclr_center_window
 
 CELL = 20  # pixels of a checkerboard square in the original
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tiny_tfds
 from contrastive_tf.data import _default_splits, load_data, pretraining_batches
 from contrastive_tf.errors import UsageError
-from tests import tiny_tfds
 
 
 @pytest.fixture(scope="module")
