@@ -4,9 +4,8 @@ and `gs://` (or `ram://`, TensorFlow's in-memory stand-in for it in tests) throu
 
 A local path stays a `pathlib.Path`; a remote one stays a string, because `pathlib`
 would collapse its `//`. Files are written whole in a local staging file and then moved
-into place: renamed locally (atomic), copied elsewhere (a GCS object appears only when its
-upload completes). A folder has no atomic move on GCS, so `publish_directory` copies its
-marker file last: a folder without the marker is incomplete.
+into place (see `write_atomically`). A folder has no atomic move on GCS, so
+`publish_directory` copies its marker file last: a folder without the marker is incomplete.
 """
 
 from __future__ import annotations
@@ -139,10 +138,16 @@ def write_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], ob
         finally:
             staged.unlink(missing_ok=True)
         return
+    # Copied beside `path` under a fresh name, then renamed over it: writing over a file
+    # appends on ram://, and the rename is atomic where the filesystem has one (on GCS it
+    # is a copy of one object, which appears whole).
+    beside = join(parent(path), f".tmp-{os.getpid()}-{basename(path)}")
     with tempfile.TemporaryDirectory() as folder:
         staged = pathlib.Path(folder) / basename(path)
         write(staged)
-        tf.io.gfile.copy(str(staged), path, overwrite=True)
+        remove(beside)
+        tf.io.gfile.copy(str(staged), beside)
+        tf.io.gfile.rename(beside, path, overwrite=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
