@@ -101,14 +101,14 @@ def check_reachable(path: str | os.PathLike) -> None:
     """UsageError when the filesystem of `path` cannot be reached (no network, no
     credentials, an unknown scheme) or a file stands where a folder of it should be; it
     writes nothing. A bucket that does not exist is refused where the folder is made."""
-    path = location(path)
-    while not exists(path):
-        above = parent(path)
-        if str(above) == str(path):  # the root: an empty in-memory filesystem has none
-            return
-        path = above
-    if not isdir(path):
-        raise UsageError(f"{path} is a file, not a folder; choose another path")
+    path = found = location(path)
+    with _reaching(path):
+        while not tf.io.gfile.exists(str(found)):
+            if str(parent(found)) == str(found):  # the root: an empty in-memory filesystem has none
+                return
+            found = parent(found)
+        if not tf.io.gfile.isdir(str(found)):
+            raise UsageError(f"{found} is a file, not a folder; choose another path than {path}")
 
 
 def glob(pattern: str | os.PathLike) -> list[Location]:
