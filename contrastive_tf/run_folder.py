@@ -216,7 +216,10 @@ class RunLock:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.stale_after / 4):
-            storage.write_text(self.path, json.dumps({**self._me, "heartbeat": time.time()}))
+            try:
+                storage.write_text(self.path, json.dumps({**self._me, "heartbeat": time.time()}))
+            except (OSError, tf.errors.OpError) as error:  # a network blip: the next beat may pass
+                logger.warning("could not refresh the lock %s (%s)", self.path, error)
 
     def __exit__(self, *exc_info) -> None:
         if self._owned:

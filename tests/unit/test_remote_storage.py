@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import keras
 import numpy as np
@@ -150,8 +151,10 @@ def test_the_lock_on_ram_refuses_a_live_run_and_takes_over_a_stale_one(ram_dir, 
         other.wait()
     # Another machine's lock lives while its heartbeat does; ram:// keeps no file times.
     storage.write_text(path, json.dumps({"pid": 1, "host": "elsewhere", "heartbeat": 0}))
-    with RunLock(ram_dir, settle=0):
-        pass
+    with RunLock(ram_dir, stale_after=0.2, settle=0):
+        time.sleep(0.3)  # a heartbeat every 0.05 s
+        held = json.loads(storage.read_text(path))
+        assert held["pid"] == os.getpid() and held["heartbeat"] > held["since"]
     assert "left by process 1 on elsewhere" in caplog.text
 
 
