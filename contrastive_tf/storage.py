@@ -146,8 +146,11 @@ def write_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], ob
         staged = pathlib.Path(folder) / basename(path)
         write(staged)
         remove(beside)
-        tf.io.gfile.copy(str(staged), beside)
-        tf.io.gfile.rename(beside, path, overwrite=True)
+        try:
+            tf.io.gfile.copy(str(staged), beside)
+            tf.io.gfile.rename(beside, path, overwrite=True)
+        finally:
+            remove(beside)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
