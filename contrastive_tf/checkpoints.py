@@ -2,9 +2,10 @@
 
 A checkpoint is the model's weights with the optimizer state (its step counter drives the
 learning-rate schedule) and the augmentation's seed counters, in `step-N.weights.h5`,
-and `checkpoint.json` naming the newest one. Both are written to a temporary file and
-renamed into place, and `checkpoint.json` moves only after its weights are complete, so
-a kill at any moment leaves the previous checkpoint readable. A file damaged afterwards (a
+and `checkpoint.json` naming the newest one, in any folder `storage` reaches (gs:// too).
+Both are written whole to a local file and moved into place (see `storage.write_atomically`),
+and `checkpoint.json` moves only after its weights are complete, so a kill at any moment
+leaves the previous checkpoint readable. A file damaged afterwards (a
 truncated copy, a failing disk) is detected on resume, which falls back to the previous
 complete checkpoint and says so. On resume, `pretrain` skips the batches already trained
 on, so the data order is the one an uninterrupted run sees.
@@ -16,12 +17,11 @@ import json
 import logging
 import math
 import os
-import pathlib
-from collections.abc import Callable
 
 import h5py
 import keras
 
+from contrastive_tf import storage
 from contrastive_tf.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -30,66 +30,60 @@ INDEX = "checkpoint.json"
 _SUFFIX = ".weights.h5"
 
 
-def write_atomically(path: pathlib.Path, write: Callable[[pathlib.Path], object]) -> None:
-    """`write(staged)`, then renames `staged` to `path`. The staged name keeps the suffix,
-    which Keras checks."""
-    staged = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(staged)
-        os.replace(staged, path)
-    finally:
-        staged.unlink(missing_ok=True)
+def _step_of(path: storage.Location) -> int:
+    return int(storage.basename(path)[len("step-") : -len(_SUFFIX)])
 
 
-def _step_of(path: pathlib.Path) -> int:
-    return int(path.name[len("step-") : -len(_SUFFIX)])
-
-
-def _readable(path: pathlib.Path) -> str | None:
+def _readable(path: storage.Location) -> str | None:
     """None if `path` is a complete weights file, else why not (a truncated or damaged file
     fails to open as HDF5)."""
     try:
-        with h5py.File(path, "r") as file:
+        with storage.local_copy(path) as local, h5py.File(local, "r") as file:
             file.visit(lambda name: None)
         return None
     except (OSError, RuntimeError, KeyError) as error:
         return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _candidates(directory: pathlib.Path) -> list[dict]:
+def _candidates(directory: storage.Location) -> list[dict]:
     """The checkpoints in `directory`, newest first: the one the index names, then every
     other weights file by step. A damaged index is said and passed over."""
     entries = []
-    index = directory / INDEX
-    if index.exists():
+    index = storage.join(directory, INDEX)
+    if storage.exists(index):
         try:
-            entry = json.loads(index.read_text())
+            entry = json.loads(storage.read_text(index))
             entries.append({"step": int(entry["step"]), "weights": str(entry["weights"])})
         except (ValueError, KeyError, TypeError) as error:
             logger.warning("%s is unreadable (%s); looking for the checkpoints beside it", index, error)
-    files = sorted(directory.glob(f"step-*{_SUFFIX}"), key=_step_of, reverse=True) if directory.is_dir() else []
+    files = sorted(_weights_files(directory), key=_step_of, reverse=True)
     named = {entry["weights"] for entry in entries}
-    return entries + [{"step": _step_of(path), "weights": path.name} for path in files if path.name not in named]
+    names = [storage.basename(path) for path in files]
+    return entries + [{"step": _step_of(name), "weights": name} for name in names if name not in named]
+
+
+def _weights_files(directory: storage.Location) -> list[storage.Location]:
+    return storage.glob(storage.join(directory, f"step-*{_SUFFIX}")) if storage.isdir(directory) else []
 
 
 def _newest(directory: str | os.PathLike) -> dict | None:
     """The newest complete checkpoint, falling back past damaged ones and saying so;
     UsageError naming the files when there are checkpoints and none is usable."""
-    directory = pathlib.Path(directory)
+    directory = storage.location(directory)
     damaged = []
     for entry in _candidates(directory):
-        path = directory / entry["weights"]
-        reason = "missing" if not path.exists() else _readable(path)
+        path = storage.join(directory, entry["weights"])
+        reason = "missing" if not storage.exists(path) else _readable(path)
         if reason is None:
             if damaged:
                 logger.warning(
                     "checkpoint %s is damaged (%s); resuming from the previous one, %s (step %d)",
-                    damaged[0][0], damaged[0][1], path.name, entry["step"],
+                    damaged[0][0], damaged[0][1], entry["weights"], entry["step"],
                 )  # fmt: skip
             return entry
         damaged.append((path, reason))
     if damaged:
-        files = ", ".join(f"{path.name} ({reason})" for path, reason in damaged)
+        files = ", ".join(f"{storage.basename(path)} ({reason})" for path, reason in damaged)
         raise UsageError(
             f"no usable checkpoint in {directory}: {files}; restore the folder from a backup, or move it "
             "away to start over"
@@ -111,9 +105,10 @@ def restore(model: keras.Model, directory: str | os.PathLike) -> int:
         return 0
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    path = pathlib.Path(directory) / entry["weights"]
+    path = storage.join(directory, entry["weights"])
     try:
-        model.load_weights(path)
+        with storage.local_copy(path) as local:
+            model.load_weights(local)
     except OSError as error:
         raise UsageError(
             f"checkpoint {path} cannot be read ({str(error).splitlines()[0]}); restore it from a backup, or "
@@ -139,7 +134,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, directory: str | os.PathLike | None, every_steps: int | None = None, keep: int = 2):
         super().__init__()
-        self.directory = pathlib.Path(directory) if directory is not None else None
+        self.directory = storage.location(directory) if directory is not None else None
         self.every_steps = every_steps
         self.keep = keep
         self.nan_epoch: int | None = None
@@ -171,13 +166,12 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         step = self._step()
         if step == self._saved_step:  # e.g. a stop mid-epoch, saved already at the epoch's end
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        weights = self.directory / f"step-{step}{_SUFFIX}"
-        write_atomically(weights, self.model.save_weights)
-        entry = {"step": step, "weights": weights.name}
-        write_atomically(self.directory / INDEX, lambda path: path.write_text(json.dumps(entry)))
+        storage.makedirs(self.directory)
+        entry = {"step": step, "weights": f"step-{step}{_SUFFIX}"}
+        storage.write_atomically(storage.join(self.directory, entry["weights"]), self.model.save_weights)
+        storage.write_text(storage.join(self.directory, INDEX), json.dumps(entry))
         self._saved_step = step
         # Older checkpoints go only after the index names the new one.
-        saved = sorted(self.directory.glob(f"step-*{_SUFFIX}"), key=_step_of)
+        saved = sorted(_weights_files(self.directory), key=_step_of)
         for old in saved[: -self.keep]:
-            old.unlink(missing_ok=True)
+            storage.remove(old)

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from contrastive_tf import storage
 from contrastive_tf.data import to_unit_range
 
 
@@ -19,10 +20,11 @@ def _show(axis, image: np.ndarray) -> None:
 
 
 def _finish(figure: Figure, path: str | os.PathLike | None) -> Figure:
-    """Saves `figure` to `path` and closes it, or returns it open for a notebook to show."""
+    """Saves `figure` to `path` (on any filesystem `storage` reaches) and closes it, or
+    returns it open for a notebook to show."""
     figure.tight_layout()
     if path is not None:
-        figure.savefig(path, dpi=100)
+        storage.write_atomically(path, lambda staged: figure.savefig(staged, dpi=100))
         plt.close(figure)
     return figure
 

@@ -7,25 +7,23 @@ model card, export), each callable on its own. `pretrain` runs them all; it is w
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import functools
-import math
-import pathlib
 
 import keras
 import tensorflow as tf
 
-from contrastive_tf import distribute
+from contrastive_tf import distribute, storage
 from contrastive_tf import run_folder as files
 from contrastive_tf.augmentation import SimCLRAugment
-from contrastive_tf.checkpoints import TrainingCheckpoint, latest_step, restore, write_atomically
+from contrastive_tf.checkpoints import TrainingCheckpoint, latest_step, restore
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import ImageData, load_data, pretraining_batches, sample_views
 from contrastive_tf.encoders import build_encoder, default_encoder
 from contrastive_tf.errors import Preempted, UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
 from contrastive_tf.export import check_export_target, export_encoder
+from contrastive_tf.history import HistoryLog, read_history
 from contrastive_tf.knn import KNN_PROTOCOL, KnnMonitor, knn_accuracy
 from contrastive_tf.methods import METHODS, ContrastiveModel, contrastive_model
 from contrastive_tf.optimizers import (
@@ -49,8 +47,8 @@ class Run:
     precision: str
     jit_compile: bool
     data: ImageData
-    model_dir: pathlib.Path
-    export_dir: pathlib.Path
+    model_dir: storage.Location
+    export_dir: storage.Location
 
     @property
     def steps_per_epoch(self) -> int:
@@ -93,10 +91,10 @@ class Run:
 class PretrainResult:
     model: ContrastiveModel
     history: dict[str, list[float]]
-    export_path: pathlib.Path | None
+    export_path: storage.Location | None
     probe: ProbeResult | None
     random_probe: ProbeResult | None
-    figures: list[pathlib.Path]
+    figures: list[storage.Location]
     knn_top1: float | None = None
 
 
@@ -108,6 +106,9 @@ def prepare(config: PretrainConfig) -> Run:
     distribute.check_batch_size(config.batch_size, strategy)
     precision = resolve_precision(config.precision, strategy)
     jit_compile = resolve_jit_compile(config.jit_compile, strategy)
+    model_dir = storage.location(config.model_dir)
+    storage.check_reachable(model_dir)
+    export_dir = check_export_target(config.export_dir or storage.join(model_dir, files.EXPORT_DIR), config.overwrite)
     data = load_data(
         config.dataset,
         config.data_dir,
@@ -118,8 +119,6 @@ def prepare(config: PretrainConfig) -> Run:
         label_key=config.label_key,
         num_classes=config.num_classes,
     )
-    model_dir = pathlib.Path(config.model_dir).expanduser()
-    export_dir = check_export_target(config.export_dir or model_dir / files.EXPORT_DIR, config.overwrite)
     run = Run(config, strategy, precision, jit_compile, data, model_dir, export_dir)
     run.batches_from(0)  # fails early when the data holds less than one batch
     if METHODS[config.method].needs_labels and not run.labelled:
@@ -169,18 +168,6 @@ def build_model(run: Run) -> ContrastiveModel:
     return model
 
 
-def read_history(path: pathlib.Path) -> dict[str, list[float]]:
-    """The per-epoch metrics of the whole run, across resumes, from the CSV log."""
-    if not path.exists():
-        return {}
-    with open(path, newline="") as file:
-        # One row per epoch, the latest where a resumed run repeated an epoch.
-        rows = list({row["epoch"]: row for row in csv.DictReader(file)}.values())
-    # Keras writes "NA" for metrics it did not compute (no validation data).
-    names = [name for name in (rows[0] if rows else {}) if name != "epoch" and rows[0][name] != "NA"]
-    return {name: [float(row[name]) if row[name] != "NA" else math.nan for row in rows] for name in names}
-
-
 def _lock(run: Run) -> contextlib.AbstractContextManager:
     """The model_dir's lock for the chief, which alone writes there; nothing for the others."""
     return files.RunLock(run.model_dir) if distribute.is_chief(run.strategy) else contextlib.nullcontext()
@@ -201,8 +188,8 @@ def fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
 
 def _fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
     config, model_dir = run.config, run.model_dir
-    model_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_dir = model_dir / files.CHECKPOINTS_DIR
+    storage.makedirs(model_dir)
+    checkpoint_dir = storage.join(model_dir, files.CHECKPOINTS_DIR)
     with run.strategy.scope():
         # All workers restore or none do: loading creates variables, each a collective.
         step = distribute.agree_across_workers(run.strategy, latest_step(checkpoint_dir), "checkpoints")
@@ -220,10 +207,10 @@ def _fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
             *_knn_monitor(run),
             # The CSV row of an epoch is written before its checkpoint: a kill in between
             # repeats that epoch on resume, and `read_history` keeps the repeat's row.
-            keras.callbacks.CSVLogger(str(model_dir / files.HISTORY_FILE), append=True),
+            HistoryLog(storage.join(model_dir, files.HISTORY_FILE)),
             checkpoints,
             stopper,
-            keras.callbacks.TensorBoard(str(model_dir / files.LOGS_DIR), update_freq="epoch"),
+            keras.callbacks.TensorBoard(str(storage.join(model_dir, files.LOGS_DIR)), update_freq="epoch"),
         ]
     steps_per_epoch = run.steps_per_epoch
     epoch, done = divmod(step, steps_per_epoch)
@@ -254,7 +241,7 @@ def _fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
             f"the loss became NaN in epoch {checkpoints.nan_epoch + 1}; lower learning_rate (or raise "
             f"temperature) and rerun: it resumes from the last good checkpoint in {checkpoint_dir}"
         )
-    return read_history(model_dir / files.HISTORY_FILE) if is_chief else {}
+    return read_history(storage.join(model_dir, files.HISTORY_FILE)) if is_chief else {}
 
 
 def _knn_monitor(run: Run) -> list[keras.callbacks.Callback]:
@@ -287,8 +274,8 @@ def _finalize(
     run: Run, model: ContrastiveModel, history: dict[str, list[float]], *, probes: bool, baseline: bool, export: bool
 ) -> PretrainResult:
     config, data, model_dir = run.config, run.data, run.model_dir
-    write_atomically(model_dir / files.MODEL_FILE, model.save)
-    figures = [model_dir / files.VIEWS_FIGURE, model_dir / files.CURVES_FIGURE]
+    storage.write_atomically(storage.join(model_dir, files.MODEL_FILE), model.save)
+    figures = [storage.join(model_dir, name) for name in (files.VIEWS_FIGURE, files.CURVES_FIGURE)]
     sample_images, crops = sample_views(data, 8, (config.crop_scale_min, 1.0), config.seed)
     plot_view_pairs(sample_images, model.augmenter, figures[0], crops=crops)
     plot_training_curves(history, figures[1])

@@ -6,14 +6,13 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import pathlib
 import platform
 import shlex
 import sys
 
 import numpy as np
 
-from contrastive_tf.checkpoints import write_atomically
+from contrastive_tf import storage
 from contrastive_tf.evaluation import top1_accuracy
 from contrastive_tf.plots import plot_confusion_matrix, plot_embedding, plot_training_curves
 from contrastive_tf.run_folder import CONFUSION_FIGURE, CURVES_FIGURE, EMBEDDING_FIGURE, RESULTS_FILE
@@ -72,12 +71,11 @@ def provenance() -> dict:
     }
 
 
-def write_results(output_dir: str | os.PathLike, results: dict) -> pathlib.Path:
+def write_results(output_dir: str | os.PathLike, results: dict) -> storage.Location:
     """Writes `results` plus `provenance()` to `output_dir/results.json`, atomically."""
-    path = pathlib.Path(output_dir) / RESULTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({**results, **provenance()}, indent=2, default=str)
-    write_atomically(path, lambda staged: staged.write_text(text))
+    storage.makedirs(output_dir)
+    path = storage.join(output_dir, RESULTS_FILE)
+    storage.write_text(path, json.dumps({**results, **provenance()}, indent=2, default=str))
     return path
 
 
@@ -93,14 +91,16 @@ def report_classification(
     """Writes an evaluation's `results.json` (`inputs`, the `classification_report` and
     the figures' paths) and its figures: the confusion matrix, a 2-D map of the test
     features coloured by class, and the training curves when there is a `history`."""
-    output_dir = pathlib.Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(output_dir)
     report = classification_report(labels, scores, list(class_names))
-    figures = {"confusion_matrix": output_dir / CONFUSION_FIGURE, "embedding": output_dir / EMBEDDING_FIGURE}
+    figures = {
+        "confusion_matrix": storage.join(output_dir, CONFUSION_FIGURE),
+        "embedding": storage.join(output_dir, EMBEDDING_FIGURE),
+    }
     plot_confusion_matrix(np.array(report["confusion_matrix"]), class_names, figures["confusion_matrix"])
     plot_embedding(test_features, labels, class_names, figures["embedding"])
     if history:
-        figures["training_curves"] = output_dir / CURVES_FIGURE
+        figures["training_curves"] = storage.join(output_dir, CURVES_FIGURE)
         plot_training_curves(history, figures["training_curves"])
     results = {**inputs, **report, "figures": {name: str(path) for name, path in figures.items()}}
     write_results(output_dir, results)

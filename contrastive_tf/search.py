@@ -24,9 +24,9 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.checkpoints import write_atomically
 from contrastive_tf.data import UNLABELED, image_files, load_data, read_image_files, skipped_summary, why_unreadable
 from contrastive_tf.errors import UsageError
+from contrastive_tf.storage import write_atomically
 
 # Bump when what an index file holds changes: older files are then rebuilt, not misread.
 INDEX_FORMAT = 1

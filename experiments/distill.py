@@ -12,12 +12,11 @@ Writes results.json (the student's test accuracy), the figures and student.keras
 from __future__ import annotations
 
 import json
-import pathlib
 
 import keras
 from absl import flags
 
-from contrastive_tf.checkpoints import write_atomically
+from contrastive_tf import storage
 from contrastive_tf.distillation import Distiller
 from contrastive_tf.encoders import ENCODERS, build_encoder
 from contrastive_tf.errors import UsageError
@@ -66,13 +65,13 @@ FLAGS = flags.FLAGS
 
 def load_teacher(path: str) -> tuple[Classifier, dict]:
     """The fine-tuned classifier at `path`, and the results.json that came with it."""
-    path = pathlib.Path(path).expanduser()
-    model_file = path / CLASSIFIER_FILE if path.is_dir() else path
-    if not model_file.exists():
+    path = storage.location(path)
+    model_file = storage.join(path, CLASSIFIER_FILE) if storage.isdir(path) else path
+    if not storage.exists(model_file):
         raise UsageError(f"no teacher at {path}; run experiments.finetune first and pass its --output_dir")
     teacher = keras.saving.load_model(model_file, safe_mode=True)
-    results_file = model_file.parent / RESULTS_FILE
-    return teacher, json.loads(results_file.read_text()) if results_file.exists() else {}
+    results_file = storage.join(storage.parent(model_file), RESULTS_FILE)
+    return teacher, json.loads(storage.read_text(results_file)) if storage.exists(results_file) else {}
 
 
 def main(argv: list[str]) -> None:
@@ -110,7 +109,7 @@ def main(argv: list[str]) -> None:
     results = report_classification(
         FLAGS.output_dir, inputs, test_labels, scores, test_features, data.class_names, fitted.history
     )
-    write_atomically(pathlib.Path(FLAGS.output_dir) / STUDENT_FILE, student.save)
+    storage.write_atomically(storage.join(FLAGS.output_dir, STUDENT_FILE), student.save)
     eval_common.print_summary(results, FLAGS.output_dir)
 
 

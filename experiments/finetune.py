@@ -10,12 +10,10 @@ fine-tuned classifier.keras into --output_dir.
 
 from __future__ import annotations
 
-import pathlib
-
 import keras
 from absl import flags
 
-from contrastive_tf.checkpoints import write_atomically
+from contrastive_tf import storage
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features
 from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
@@ -87,7 +85,7 @@ def main(argv: list[str]) -> None:
     results = report_classification(
         FLAGS.output_dir, inputs, test_labels, result.test_scores, test_features, data.class_names, result.history
     )
-    write_atomically(pathlib.Path(FLAGS.output_dir) / CLASSIFIER_FILE, model.save)
+    storage.write_atomically(storage.join(FLAGS.output_dir, CLASSIFIER_FILE), model.save)
     eval_common.print_summary(results, FLAGS.output_dir)
 
 
