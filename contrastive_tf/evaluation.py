@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import inspect
 import math
+from collections.abc import Iterable
 
 import keras
 import numpy as np
@@ -25,13 +26,24 @@ CENTER_CROP_PROPORTION = 0.875
 
 
 def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """h for every image of `split` (inference mode, no augmentation), and the labels."""
-    images = split.dataset.map(lambda image, label: to_unit_range(image), num_parallel_calls=tf.data.AUTOTUNE)
-    return _predict(encoder, images.batch(batch_size)), split_labels(split)
+    """h float32 [N, D] for every image of `split` (inference mode, no augmentation), and
+    the labels [N], in one pass over it: a split filtered out of a large one costs a read of
+    the large one per pass."""
+    examples = split.dataset.map(lambda image, label: (to_unit_range(image), label), tf.data.AUTOTUNE)
+    label_batches = []
+
+    def image_batches():
+        for images, labels in examples.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+            label_batches.append(labels.numpy())
+            yield images
+
+    features = _predict(encoder, image_batches(), split.num_examples)
+    return features, np.concatenate([np.zeros(0, np.int64), *label_batches])
 
 
-def _predict(encoder: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
-    """h [N, D] of batches of float images, in their order, in inference mode.
+def _predict(encoder: keras.Model, batches: Iterable[tf.Tensor], num_examples: int) -> np.ndarray:
+    """h float32 [num_examples, D] of batches of float images, in their order, in inference
+    mode, written batch by batch into one array (never a second copy of it).
 
     One trace per call, whatever the batch sizes: Keras' `predict` traced again for the
     last, smaller batch and for every new model, and TensorFlow warned of retracing when
@@ -42,8 +54,15 @@ def _predict(encoder: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
         functools.partial(encoder, training=False),
         input_signature=[tf.TensorSpec((None, *encoder.input_shape[1:]), tf.float32)],
     )
-    outputs = [tf.cast(infer(batch), tf.float32).numpy() for batch in batches.prefetch(tf.data.AUTOTUNE)]
-    return np.concatenate([np.zeros((0, encoder.output_shape[-1]), np.float32), *outputs])
+    features = np.empty((num_examples, encoder.output_shape[-1]), np.float32)
+    row = 0
+    for batch in batches:
+        output = tf.cast(infer(batch), tf.float32).numpy()
+        features[row : row + len(output)] = output
+        row += len(output)
+    if row != num_examples:
+        raise ValueError(f"the batches held {row} images where {num_examples} were expected")
+    return features
 
 
 def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -274,7 +293,8 @@ def simclr_probe(
     keras.utils.set_random_seed(seed)
     classifier, history = None, {}
     for epoch in range(epochs):
-        features = _predict(encoder, simclr_views(train, epoch, seed, flip, batch_size))
+        views = simclr_views(train, epoch, seed, flip, batch_size).prefetch(tf.data.AUTOTUNE)
+        features = _predict(encoder, views, len(labels))
         if classifier is None:
             classifier = _simclr_classifier(features.shape[1], num_classes, learning_rate * batch / 256, steps, l2)
         fitted = classifier.fit(features, labels, batch_size=batch, initial_epoch=epoch, epochs=epoch + 1, verbose=0)
@@ -284,7 +304,8 @@ def simclr_probe(
     test_images = test.dataset.map(lambda image, label: to_unit_range(image)).batch(batch_size)
     if not is_small(image_shape):
         test_images = test_images.map(_center_crop)
-    scores = classifier.predict(_predict(encoder, test_images), batch_size=1024, verbose=0)
+    test_features = _predict(encoder, test_images.prefetch(tf.data.AUTOTUNE), test.num_examples)
+    scores = classifier.predict(test_features, batch_size=1024, verbose=0)
     test_labels = split_labels(test)
     settings = {
         "epochs": epochs,
