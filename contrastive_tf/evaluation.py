@@ -21,6 +21,9 @@ from contrastive_tf.errors import UsageError
 STANDARDISED, SIMCLR, LBFGS = "standardised", "simclr", "lbfgs"
 # Tried from the strongest down; the penalty is l2 * ||W||^2 on a mean loss, as Keras' L2.
 L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
+# The logistic regression holds at most this many entries of its features in float64
+# (256 MB): MNIST's 60,000 x 256 and CIFAR-10's 50,000 x 512 whole, as before.
+FLOAT64_CHUNK = 2**25
 # SimCLR evaluates images larger than CIFAR's on a centred crop of this share of the side.
 CENTER_CROP_PROPORTION = 0.875
 
@@ -319,28 +322,38 @@ def simclr_probe(
     )
 
 
-@tf.function(
-    input_signature=[
-        tf.TensorSpec([None], tf.float64),
-        tf.TensorSpec([None, None], tf.float64),
-        tf.TensorSpec([None], tf.int64),
-        tf.TensorSpec([], tf.float64),
-    ]
-)
 def _logistic_loss_and_gradient(
-    parameters: tf.Tensor, features: tf.Tensor, labels: tf.Tensor, l2: tf.Tensor
+    parameters: tf.Tensor, features: tf.Tensor, labels: tf.Tensor, weight: tf.Tensor, l2: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mean softmax cross-entropy + l2 * ||kernel||^2 of the kernel [D, K] and bias [K]
-    flattened into `parameters`, and its gradient."""
+    """`weight` x the mean softmax cross-entropy of `features` (cast to float64 here, so
+    that only a chunk at a time is held in float64) + l2 * ||kernel||^2, of the kernel
+    [D, K] and bias [K] flattened into `parameters`, and its gradient."""
     dim = tf.shape(features)[1]
     classes = tf.size(parameters) // (dim + 1)
     with tf.GradientTape() as tape:
         tape.watch(parameters)
         kernel = tf.reshape(parameters[: dim * classes], [dim, classes])
-        logits = features @ kernel + parameters[dim * classes :]
+        logits = tf.cast(features, tf.float64) @ kernel + parameters[dim * classes :]
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        loss = tf.reduce_mean(cross_entropy) + l2 * tf.reduce_sum(kernel**2)
+        loss = weight * tf.reduce_mean(cross_entropy) + l2 * tf.reduce_sum(kernel**2)
     return loss, tape.gradient(loss, parameters)
+
+
+# Traced once for float32 features (as `extract_features` gives them) and once for
+# float64, each for any shape: a trace for known shapes makes Grappler warn about doubles.
+_TRACED_LOSS_AND_GRADIENT = {
+    dtype: tf.function(
+        _logistic_loss_and_gradient,
+        input_signature=[
+            tf.TensorSpec([None], tf.float64),
+            tf.TensorSpec([None, None], dtype),
+            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([], tf.float64),
+            tf.TensorSpec([], tf.float64),
+        ],
+    )
+    for dtype in (tf.float32, tf.float64)
+}
 
 
 def _inverse_hessian_times(gradient: np.ndarray, steps: list[np.ndarray], changes: list[np.ndarray]) -> np.ndarray:
@@ -397,6 +410,8 @@ def fit_logistic_regression(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The kernel [D, K] and bias [K] minimising the mean softmax cross-entropy plus
     l2 * ||kernel||^2 (the bias is not penalised), by full-batch L-BFGS from zero in float64.
+    Features of more than FLOAT64_CHUNK entries are held in float32 and cast to float64 a
+    chunk at a time in each loss evaluation, so that no float64 copy of them is held.
 
     scikit-learn's `LogisticRegression` minimises C * sum(cross-entropy) + ||W||^2 / 2,
     which has the same minimum at C = 1 / (2 * N * l2) for N examples. The fit stops when
@@ -405,12 +420,26 @@ def fit_logistic_regression(
     """
     if l2 < 0:
         raise UsageError(f"l2 must be >= 0, got {l2}")
-    features_64 = tf.constant(features, tf.float64)
-    labels_64, l2_64 = tf.constant(labels, tf.int64), tf.constant(l2, tf.float64)
+    # Features that fit in one chunk are held in float64 (one cast, not one per evaluation);
+    # larger ones in float32 (or narrower floats widened exactly), as extract_features gives them.
+    dtype = tf.float64 if features.dtype == np.float64 or features.size <= FLOAT64_CHUNK else tf.float32
+    rows = max(1, FLOAT64_CHUNK // features.shape[1])
+    chunks = [
+        (tf.constant(features[start : start + rows], dtype), tf.constant(labels[start : start + rows], tf.int64))
+        for start in range(0, len(features), rows)
+    ]
+    # Each chunk's mean weighs by its share of the rows; the penalty is added once.
+    weights = [tf.constant(len(chunk_labels) / len(features), tf.float64) for _, chunk_labels in chunks]
+    penalties = [tf.constant(l2 if index == 0 else 0.0, tf.float64) for index in range(len(chunks))]
 
     def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, gradient = _logistic_loss_and_gradient(tf.constant(parameters), features_64, labels_64, l2_64)
-        return float(loss), gradient.numpy()
+        parameters, loss, gradient = tf.constant(parameters), 0.0, 0.0
+        for (chunk_features, chunk_labels), weight, penalty in zip(chunks, weights, penalties):
+            chunk_loss, chunk_gradient = _TRACED_LOSS_AND_GRADIENT[dtype](
+                parameters, chunk_features, chunk_labels, weight, penalty
+            )
+            loss, gradient = loss + float(chunk_loss), gradient + chunk_gradient.numpy()
+        return loss, gradient
 
     dim = features.shape[1]
     parameters = _lbfgs(loss_and_gradient, np.zeros(dim * num_classes + num_classes), max_iterations, tolerance)
