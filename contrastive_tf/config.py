@@ -238,6 +238,20 @@ class PretrainConfig:
         "run",
         valid=(lambda value: value in (0, 1, 2), "must be 0, 1 or 2"),
     )
+    final_eval_train_examples: int = setting(
+        100_000,
+        "The end-of-run evaluations learn from about this many training images, the same share of every class "
+        "(drawn with seed); a smaller training split (MNIST, CIFAR) is used whole. The test split is always whole.",
+        "run",
+        valid=at_least(1),
+    )
+    final_linear_probe: bool = setting(
+        True, "At the end of the run, score the encoder by a linear probe on the test split.", "run"
+    )
+    final_knn: bool = setting(True, "At the end of the run, score the encoder by kNN on the test split.", "run")
+    final_random_baseline: bool = setting(
+        True, "At the end of the run, score a randomly initialised encoder by a linear probe, for scale.", "run"
+    )
 
     def method_settings(self) -> dict[str, object]:
         """The method's own settings that this config sets (the others take its defaults)."""

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import inspect
 import math
+from collections.abc import Iterable
 
 import keras
 import numpy as np
@@ -20,18 +21,32 @@ from contrastive_tf.errors import UsageError
 STANDARDISED, SIMCLR, LBFGS = "standardised", "simclr", "lbfgs"
 # Tried from the strongest down; the penalty is l2 * ||W||^2 on a mean loss, as Keras' L2.
 L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
+# The logistic regression holds at most this many entries of its features in float64
+# (256 MB): MNIST's 60,000 x 256 and CIFAR-10's 50,000 x 512 whole, as before.
+FLOAT64_CHUNK = 2**25
 # SimCLR evaluates images larger than CIFAR's on a centred crop of this share of the side.
 CENTER_CROP_PROPORTION = 0.875
 
 
 def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """h for every image of `split` (inference mode, no augmentation), and the labels."""
-    images = split.dataset.map(lambda image, label: to_unit_range(image), num_parallel_calls=tf.data.AUTOTUNE)
-    return _predict(encoder, images.batch(batch_size)), split_labels(split)
+    """h float32 [N, D] for every image of `split` (inference mode, no augmentation), and
+    the labels [N], in one pass over it: a split filtered out of a large one costs a read of
+    the large one per pass."""
+    examples = split.dataset.map(lambda image, label: (to_unit_range(image), label), tf.data.AUTOTUNE)
+    label_batches = []
+
+    def image_batches():
+        for images, labels in examples.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+            label_batches.append(labels.numpy())
+            yield images
+
+    features = _predict(encoder, image_batches(), split.num_examples)
+    return features, np.concatenate([np.zeros(0, np.int64), *label_batches])
 
 
-def _predict(encoder: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
-    """h [N, D] of batches of float images, in their order, in inference mode.
+def _predict(encoder: keras.Model, batches: Iterable[tf.Tensor], num_examples: int) -> np.ndarray:
+    """h float32 [num_examples, D] of batches of float images, in their order, in inference
+    mode, written batch by batch into one array (never a second copy of it).
 
     One trace per call, whatever the batch sizes: Keras' `predict` traced again for the
     last, smaller batch and for every new model, and TensorFlow warned of retracing when
@@ -42,8 +57,15 @@ def _predict(encoder: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
         functools.partial(encoder, training=False),
         input_signature=[tf.TensorSpec((None, *encoder.input_shape[1:]), tf.float32)],
     )
-    outputs = [tf.cast(infer(batch), tf.float32).numpy() for batch in batches.prefetch(tf.data.AUTOTUNE)]
-    return np.concatenate([np.zeros((0, encoder.output_shape[-1]), np.float32), *outputs])
+    features = np.empty((num_examples, encoder.output_shape[-1]), np.float32)
+    row = 0
+    for batch in batches:
+        output = tf.cast(infer(batch), tf.float32).numpy()
+        features[row : row + len(output)] = output
+        row += len(output)
+    if row != num_examples:
+        raise ValueError(f"the batches held {row} images where {num_examples} were expected")
+    return features
 
 
 def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -277,7 +299,8 @@ def simclr_probe(
     keras.utils.set_random_seed(seed)
     classifier, history = None, {}
     for epoch in range(epochs):
-        features = _predict(encoder, simclr_views(train, epoch, seed, flip, batch_size))
+        views = simclr_views(train, epoch, seed, flip, batch_size).prefetch(tf.data.AUTOTUNE)
+        features = _predict(encoder, views, len(labels))
         if classifier is None:
             classifier = _simclr_classifier(features.shape[1], num_classes, learning_rate * batch / 256, steps, l2)
         fitted = classifier.fit(features, labels, batch_size=batch, initial_epoch=epoch, epochs=epoch + 1, verbose=0)
@@ -287,7 +310,8 @@ def simclr_probe(
     test_images = test.dataset.map(lambda image, label: to_unit_range(image)).batch(batch_size)
     if not is_small(image_shape):
         test_images = test_images.map(_center_crop)
-    scores = classifier.predict(_predict(encoder, test_images), batch_size=1024, verbose=0)
+    test_features = _predict(encoder, test_images.prefetch(tf.data.AUTOTUNE), test.num_examples)
+    scores = classifier.predict(test_features, batch_size=1024, verbose=0)
     test_labels = split_labels(test)
     settings = {
         "epochs": epochs,
@@ -301,28 +325,38 @@ def simclr_probe(
     )
 
 
-@tf.function(
-    input_signature=[
-        tf.TensorSpec([None], tf.float64),
-        tf.TensorSpec([None, None], tf.float64),
-        tf.TensorSpec([None], tf.int64),
-        tf.TensorSpec([], tf.float64),
-    ]
-)
 def _logistic_loss_and_gradient(
-    parameters: tf.Tensor, features: tf.Tensor, labels: tf.Tensor, l2: tf.Tensor
+    parameters: tf.Tensor, features: tf.Tensor, labels: tf.Tensor, weight: tf.Tensor, l2: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mean softmax cross-entropy + l2 * ||kernel||^2 of the kernel [D, K] and bias [K]
-    flattened into `parameters`, and its gradient."""
+    """`weight` x the mean softmax cross-entropy of `features` (cast to float64 here, so
+    that only a chunk at a time is held in float64) + l2 * ||kernel||^2, of the kernel
+    [D, K] and bias [K] flattened into `parameters`, and its gradient."""
     dim = tf.shape(features)[1]
     classes = tf.size(parameters) // (dim + 1)
     with tf.GradientTape() as tape:
         tape.watch(parameters)
         kernel = tf.reshape(parameters[: dim * classes], [dim, classes])
-        logits = features @ kernel + parameters[dim * classes :]
+        logits = tf.cast(features, tf.float64) @ kernel + parameters[dim * classes :]
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        loss = tf.reduce_mean(cross_entropy) + l2 * tf.reduce_sum(kernel**2)
+        loss = weight * tf.reduce_mean(cross_entropy) + l2 * tf.reduce_sum(kernel**2)
     return loss, tape.gradient(loss, parameters)
+
+
+# Traced once for float32 features (as `extract_features` gives them) and once for
+# float64, each for any shape: a trace for known shapes makes Grappler warn about doubles.
+_TRACED_LOSS_AND_GRADIENT = {
+    dtype: tf.function(
+        _logistic_loss_and_gradient,
+        input_signature=[
+            tf.TensorSpec([None], tf.float64),
+            tf.TensorSpec([None, None], dtype),
+            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([], tf.float64),
+            tf.TensorSpec([], tf.float64),
+        ],
+    )
+    for dtype in (tf.float32, tf.float64)
+}
 
 
 def _inverse_hessian_times(gradient: np.ndarray, steps: list[np.ndarray], changes: list[np.ndarray]) -> np.ndarray:
@@ -379,6 +413,9 @@ def fit_logistic_regression(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The kernel [D, K] and bias [K] minimising the mean softmax cross-entropy plus
     l2 * ||kernel||^2 (the bias is not penalised), by full-batch L-BFGS from zero in float64.
+    Features of up to FLOAT64_CHUNK entries are held in float64, cast once; larger float32
+    features (as `extract_features` gives them) stay as they are, and each loss evaluation
+    casts one chunk at a time, so that neither a float64 nor a second float32 copy is held.
 
     scikit-learn's `LogisticRegression` minimises C * sum(cross-entropy) + ||W||^2 / 2,
     which has the same minimum at C = 1 / (2 * N * l2) for N examples. The fit stops when
@@ -387,12 +424,28 @@ def fit_logistic_regression(
     """
     if l2 < 0:
         raise UsageError(f"l2 must be >= 0, got {l2}")
-    features_64 = tf.constant(features, tf.float64)
-    labels_64, l2_64 = tf.constant(labels, tf.int64), tf.constant(l2, tf.float64)
+    # Narrower floats widen to float32 exactly. Copying a chunk into TensorFlow at every
+    # evaluation costs far less than its matrix products.
+    in_float64 = features.dtype == np.float64 or features.size <= FLOAT64_CHUNK
+    dtype = tf.float64 if in_float64 else tf.float32
+    rows = max(1, FLOAT64_CHUNK // features.shape[1])
+    chunks = []
+    for start in range(0, len(features), rows):
+        chunk = features[start : start + rows]
+        chunk = tf.constant(chunk, tf.float64) if in_float64 else chunk.astype(np.float32, copy=False)
+        chunks.append((chunk, tf.constant(labels[start : start + rows], tf.int64)))
+    # Each chunk's mean weighs by its share of the rows; the penalty is added once.
+    weights = [tf.constant(len(chunk_labels) / len(features), tf.float64) for _, chunk_labels in chunks]
+    penalties = [tf.constant(l2 if index == 0 else 0.0, tf.float64) for index in range(len(chunks))]
 
     def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, gradient = _logistic_loss_and_gradient(tf.constant(parameters), features_64, labels_64, l2_64)
-        return float(loss), gradient.numpy()
+        parameters, loss, gradient = tf.constant(parameters), 0.0, 0.0
+        for (chunk_features, chunk_labels), weight, penalty in zip(chunks, weights, penalties):
+            chunk_loss, chunk_gradient = _TRACED_LOSS_AND_GRADIENT[dtype](
+                parameters, chunk_features, chunk_labels, weight, penalty
+            )
+            loss, gradient = loss + float(chunk_loss), gradient + chunk_gradient.numpy()
+        return loss, gradient
 
     dim = features.shape[1]
     parameters = _lbfgs(loss_and_gradient, np.zeros(dim * num_classes + num_classes), max_iterations, tolerance)

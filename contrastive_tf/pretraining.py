@@ -21,7 +21,7 @@ from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import ImageData, load_data, pretraining_batches, sample_views
 from contrastive_tf.encoders import build_encoder, default_encoder
 from contrastive_tf.errors import Preempted, UsageError
-from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder
+from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder, stratified_sample
 from contrastive_tf.export import check_export_target, export_encoder
 from contrastive_tf.history import HistoryLog, read_history
 from contrastive_tf.knn import KNN_PROTOCOL, KnnMonitor, knn_accuracy
@@ -96,6 +96,8 @@ class PretrainResult:
     random_probe: ProbeResult | None
     figures: list[storage.Location]
     knn_top1: float | None = None
+    # What the end-of-run scores ran on and which were skipped, as the model card says.
+    final_evaluation: dict = dataclasses.field(default_factory=dict)
 
 
 def prepare(config: PretrainConfig) -> Run:
@@ -254,25 +256,26 @@ def _knn_monitor(run: Run) -> list[keras.callbacks.Callback]:
     return [KnnMonitor.from_training_split(data.train, data.num_classes, every, seed=run.config.seed)]
 
 
+# The evaluations at the end of a run, each with the setting that turns it off.
+FINAL_EVALUATIONS = {
+    "linear_probe": "final_linear_probe",
+    "knn": "final_knn",
+    "random_baseline": "final_random_baseline",
+}
+
+
 def finalize(
-    run: Run,
-    model: ContrastiveModel,
-    history: dict[str, list[float]],
-    *,
-    probes: bool = True,
-    baseline: bool = True,
-    export: bool = True,
+    run: Run, model: ContrastiveModel, history: dict[str, list[float]], *, export: bool = True
 ) -> PretrainResult:
-    """What the chief does after training: saves the whole model and the figures, and
-    optionally scores the encoder (linear probe and kNN on the test split), scores a
-    randomly initialised one as the baseline, and exports the encoder with its card."""
+    """What the chief does after training: saves the whole model and the figures, scores
+    the encoder (linear probe and kNN on the test split) and a randomly initialised one as
+    the baseline, as far as the config's final_* settings ask, and exports the encoder with
+    its card (unless `export` is False)."""
     with _lock(run):
-        return _finalize(run, model, history, probes=probes, baseline=baseline, export=export)
+        return _finalize(run, model, history, export=export)
 
 
-def _finalize(
-    run: Run, model: ContrastiveModel, history: dict[str, list[float]], *, probes: bool, baseline: bool, export: bool
-) -> PretrainResult:
+def _finalize(run: Run, model: ContrastiveModel, history: dict[str, list[float]], *, export: bool) -> PretrainResult:
     config, data, model_dir = run.config, run.data, run.model_dir
     storage.write_atomically(storage.join(model_dir, files.MODEL_FILE), model.save)
     figures = [storage.join(model_dir, name) for name in (files.VIEWS_FIGURE, files.CURVES_FIGURE)]
@@ -285,23 +288,60 @@ def _finalize(
         # would wait for the other workers at every call.
         encoder = run.new_encoder()
         encoder.set_weights(model.encoder.get_weights())
-        probe = random_probe = knn_top1 = None
-        if probes and data.test is not None and data.num_classes:
-            train, test = (extract_features(encoder, split) for split in (data.train, data.test))
-            probe = linear_probe(*train, *test, data.num_classes)
-            knn_top1 = knn_accuracy(train, test, data.num_classes)
-            if baseline:
-                keras.utils.set_random_seed(config.seed)
-                random_probe = probe_encoder(run.new_encoder(), data.train, data.test, data.num_classes)
+        evaluation, probe, random_probe, knn_top1 = _final_evaluation(run, encoder)
         export_path = None
         if export:
-            card = _model_card(run, model, encoder, history, probe, random_probe, knn_top1)
+            card = _model_card(run, model, encoder, history, evaluation, probe, random_probe, knn_top1)
             export_path = export_encoder(encoder, run.export_dir, data.image_shape, config.overwrite, card)
-    return PretrainResult(model, history, export_path, probe, random_probe, figures, knn_top1)
+    return PretrainResult(model, history, export_path, probe, random_probe, figures, knn_top1, evaluation)
 
 
-def _model_card(run: Run, model, encoder, history, probe, random_probe, knn_top1) -> dict:
-    """What the export says about itself: inputs, outputs, training and scores."""
+def _skipped(run: Run) -> dict[str, str]:
+    """Why each end-of-run evaluation that will not run is skipped."""
+    if run.data.test is None or not run.data.num_classes:
+        return {name: f"skipped: {run.data.name} has no labelled test split" for name in FINAL_EVALUATIONS}
+    settings = FINAL_EVALUATIONS.items()
+    return {name: f"skipped: {setting} is off" for name, setting in settings if not getattr(run.config, setting)}
+
+
+def _final_evaluation(
+    run: Run, encoder: keras.Model
+) -> tuple[dict, ProbeResult | None, ProbeResult | None, float | None]:
+    """The end-of-run scores (linear probe, kNN, random-weights probe) that the config asks
+    for, and what they ran on, as the model card records it. They learn from about
+    final_eval_train_examples training images, a stratified sample drawn with the run's
+    seed (the whole split, in its order, when it holds no more), and score the whole test
+    split, as papers report it."""
+    config, data, skipped = run.config, run.data, _skipped(run)
+    evaluation = {
+        "train_examples": None,
+        "train_split_examples": data.train.num_examples,
+        "train_sample": None,
+        "test_examples": None,
+    }
+    probe = random_probe = knn_top1 = None
+    if len(skipped) < len(FINAL_EVALUATIONS):
+        train = stratified_sample(data.train, config.final_eval_train_examples, config.seed)
+        sample = "the whole training split" if train is data.train else f"stratified by class, seed {config.seed}"
+        evaluation |= {
+            "train_examples": train.num_examples,
+            "train_sample": sample,
+            "test_examples": data.test.num_examples,
+        }
+        if "linear_probe" not in skipped or "knn" not in skipped:
+            features = (extract_features(encoder, train), extract_features(encoder, data.test))
+            probe = None if "linear_probe" in skipped else linear_probe(*features[0], *features[1], data.num_classes)
+            knn_top1 = None if "knn" in skipped else knn_accuracy(*features, data.num_classes)
+        if "random_baseline" not in skipped:
+            keras.utils.set_random_seed(config.seed)
+            random_probe = probe_encoder(run.new_encoder(), train, data.test, data.num_classes)
+    evaluation |= {name: skipped.get(name, "ran") for name in FINAL_EVALUATIONS}
+    return evaluation, probe, random_probe, knn_top1
+
+
+def _model_card(run: Run, model, encoder, history, evaluation, probe, random_probe, knn_top1) -> dict:
+    """What the export says about itself: inputs, outputs, training and scores, and what
+    the scores were computed on."""
     return {
         "encoder": encoder.name,
         "method": type(model).__name__,
@@ -318,8 +358,9 @@ def _model_card(run: Run, model, encoder, history, probe, random_probe, knn_top1
         "linear_probe_top1": probe.top1_accuracy if probe else None,
         "knn_top1": knn_top1,
         "random_encoder_linear_probe_top1": random_probe.top1_accuracy if random_probe else None,
-        "evaluation_protocol": "linear probe: L2 logistic regression on frozen, standardised h of the training split, "
-        f"scored on the test split; kNN: {KNN_PROTOCOL}",
+        "final_evaluation": evaluation,
+        "evaluation_protocol": "linear probe: L2 logistic regression on frozen, standardised h of the training "
+        f"images (final_evaluation.train_examples), scored on the test split; kNN: {KNN_PROTOCOL}",
         "precision": run.precision,
         "jit_compile": run.jit_compile,
         "config": dataclasses.asdict(run.config),

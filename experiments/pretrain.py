@@ -38,11 +38,12 @@ def main(argv: list[str]) -> None:
     result = pretrain(cli.config_from_flags(PretrainConfig))
     if result.export_path is None:
         return
-    if result.probe is not None:
-        print(
-            f"linear probe top-1 on {result.probe.num_test} test images: "
-            f"learned {result.probe.top1_accuracy:.2%} | random weights {result.random_probe.top1_accuracy:.2%}"
-        )
+    probes = {"learned": result.probe, "random weights": result.random_probe}
+    scores = [f"{name} {probe.top1_accuracy:.2%}" for name, probe in probes.items() if probe is not None]
+    if scores:
+        num_test = result.final_evaluation["test_examples"]
+        print(f"linear probe top-1 on {num_test} test images: {' | '.join(scores)}")
+    if result.knn_top1 is not None:
         print(f"kNN top-1 (k={KNN_K}): {result.knn_top1:.2%}")
     print(f"figures: {', '.join(str(path) for path in result.figures)}")
     print(f"SavedModel: {result.export_path}")

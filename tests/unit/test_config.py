@@ -56,6 +56,7 @@ def test_method_settings_pass_only_what_is_set_and_the_method_has():
         (dict(shear_degrees=70), "shear_degrees must be in [0, 60], got 70"),
         (dict(pooling_grid=0), "pooling_grid must be >= 1, got 0"),
         (dict(verbose=3), "verbose must be 0, 1 or 2, got 3"),
+        (dict(final_eval_train_examples=0), "final_eval_train_examples must be >= 1, got 0"),
         (dict(method="simsiam", target_momentum=0.9), "simsiam does not use target_momentum"),
         (dict(method="moco", batch_size=6), "moco needs batch_size >= 8"),
     ],

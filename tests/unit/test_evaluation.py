@@ -15,6 +15,7 @@ from contrastive_tf.evaluation import (
     labelled_subset,
     split_labels,
     stratified_indices,
+    stratified_sample,
     validation_indices,
     validation_split,
 )
@@ -115,6 +116,16 @@ def _indexed_split(labels: np.ndarray) -> Split:
 
 def _indices(split: Split) -> list[int]:
     return [int(image[0, 0, 0]) * 256 + int(image[0, 1, 0]) for image, _ in split.dataset.as_numpy_iterator()]
+
+
+def test_stratified_sample_keeps_every_class_share_in_order_and_a_small_split_whole():
+    labels = np.repeat(np.arange(3), [500, 300, 200])  # stored class by class, as an image folder is
+    split = _indexed_split(labels)
+    chosen = _indices(stratified_sample(split, 100, seed=3))
+    assert np.bincount(labels[chosen]).tolist() == [50, 30, 20] and chosen == sorted(chosen)
+    assert _indices(stratified_sample(split, 100, seed=3)) == chosen
+    assert _indices(stratified_sample(split, 100, seed=4)) != chosen
+    assert stratified_sample(split, 1000, seed=3) is split  # the same examples in the same order
 
 
 def test_validation_splits_are_stratified_disjoint_and_seeded():

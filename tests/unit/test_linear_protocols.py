@@ -107,6 +107,24 @@ def test_lbfgs_fit_matches_scikit_learn(l2):
     np.testing.assert_allclose(kernel.T, reference.coef_, rtol=1e-3, atol=1e-4)
 
 
+def test_lbfgs_fit_casts_a_chunk_at_a_time_to_float64_and_reaches_the_same_minimum(monkeypatch):
+    features, labels = _blobs(300, seed=0)
+    whole = fit_logistic_regression(features, labels, 3, 1e-3)
+    rows = []
+    traced = evaluation._TRACED_LOSS_AND_GRADIENT[tf.float32]
+
+    def recording(parameters, chunk, *args):
+        rows.append(chunk.shape[0])
+        return traced(parameters, chunk, *args)
+
+    monkeypatch.setattr(evaluation, "FLOAT64_CHUNK", 32 * features.shape[1])
+    monkeypatch.setitem(evaluation._TRACED_LOSS_AND_GRADIENT, tf.float32, recording)
+    chunked = fit_logistic_regression(features, labels, 3, 1e-3)
+    assert max(rows) == 32 and set(rows[:10]) == {32, 300 - 9 * 32}  # 10 chunks per loss evaluation
+    for parameters, expected in zip(chunked, whole):
+        np.testing.assert_allclose(parameters, expected, atol=1e-5)
+
+
 def test_lbfgs_protocol_chooses_l2_on_a_validation_split_of_train_and_never_reads_test(monkeypatch):
     # A problem whose best validation accuracy is not at the strongest penalty.
     train_features, train_labels = _blobs(400, seed=0, dim=40)

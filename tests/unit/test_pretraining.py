@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from contrastive_tf import run_folder
+from contrastive_tf import pretraining, run_folder
 from contrastive_tf.config import PretrainConfig
-from contrastive_tf.pretraining import build_model, finalize, fit, prepare, pretrain
+from contrastive_tf.evaluation import split_labels, stratified_indices
+from contrastive_tf.pretraining import FINAL_EVALUATIONS, build_model, finalize, fit, prepare, pretrain
 from contrastive_tf.run_folder import load_pretrained
 
 
@@ -71,14 +72,56 @@ def test_fit_resumes_where_the_last_run_stopped(mnist_subset, tmp_path):
     assert len(history["loss"]) == 2 and history["loss"][0] == first["loss"][0]
 
 
-def test_finalize_can_skip_the_probes_and_the_export(mnist_subset, tmp_path):
-    run = prepare(_config(mnist_subset, tmp_path))
+def test_finalize_can_skip_the_evaluations_and_the_export(mnist_subset, tmp_path):
+    off = {setting: False for setting in FINAL_EVALUATIONS.values()}
+    run = prepare(_config(mnist_subset, tmp_path, **off))
     model = build_model(run)
-    result = finalize(run, model, fit(run, model), probes=False, export=False)
-    assert result.probe is None and result.export_path is None
-    assert not run.export_dir.exists()
+    result = finalize(run, model, fit(run, model), export=False)
+    assert result.probe is None and result.random_probe is None and result.knn_top1 is None
+    assert result.export_path is None and not run.export_dir.exists()
+    assert result.final_evaluation["train_examples"] is None  # nothing was read for them
     for name in (run_folder.MODEL_FILE, run_folder.VIEWS_FIGURE, run_folder.CURVES_FIGURE, run_folder.HISTORY_FILE):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def _card(result) -> dict:
+    return json.loads((result.export_path / run_folder.METADATA_FILE).read_text())
+
+
+# Where each end-of-run evaluation's score goes in the model card, and the function that computes it.
+_SCORES = {
+    "linear_probe": ("linear_probe_top1", "linear_probe"),
+    "knn": ("knn_top1", "knn_accuracy"),
+    "random_baseline": ("random_encoder_linear_probe_top1", "probe_encoder"),
+}
+
+
+@pytest.mark.parametrize("evaluation", FINAL_EVALUATIONS)
+def test_each_final_evaluation_can_be_turned_off_and_the_card_says_so(mnist_subset, tmp_path, monkeypatch, evaluation):
+    setting = FINAL_EVALUATIONS[evaluation]
+    monkeypatch.setattr(pretraining, _SCORES[evaluation][1], None)  # calling it would fail
+    run = prepare(_config(mnist_subset, tmp_path, **{setting: False}))
+    card = _card(finalize(run, build_model(run), {"loss": [1.0]}))
+    assert card["final_evaluation"][evaluation] == f"skipped: {setting} is off" and card[_SCORES[evaluation][0]] is None
+    for other in set(FINAL_EVALUATIONS) - {evaluation}:
+        assert card["final_evaluation"][other] == "ran" and 0 <= card[_SCORES[other][0]] <= 1
+
+
+def test_the_final_evaluations_learn_from_a_stratified_sample_and_the_card_says_how_many(mnist_subset, tmp_path):
+    run = prepare(_config(mnist_subset, tmp_path, final_eval_train_examples=1000, final_knn=False, seed=3))
+    result = finalize(run, build_model(run), {"loss": [1.0]})
+    labels = split_labels(run.data.train)
+    chosen = stratified_indices(labels, 1000 / 4000, seed=3)  # a quarter of every class, rounded
+    assert result.probe.num_train == result.random_probe.num_train == len(chosen) == pytest.approx(1000, abs=5)
+    assert _card(result)["final_evaluation"] == {
+        "train_examples": len(chosen),
+        "train_split_examples": 4000,
+        "train_sample": "stratified by class, seed 3",
+        "test_examples": 1000,
+        "linear_probe": "ran",
+        "knn": "skipped: final_knn is off",
+        "random_baseline": "ran",
+    }
 
 
 def test_pretrain_probes_beside_random_weights_and_exports_a_card(mnist_subset, tmp_path):
@@ -89,6 +132,9 @@ def test_pretrain_probes_beside_random_weights_and_exports_a_card(mnist_subset, 
     card = json.loads((result.export_path / run_folder.METADATA_FILE).read_text())
     assert card["linear_probe_top1"] == pytest.approx(result.probe.top1_accuracy)
     assert card["config"]["batch_size"] == 250 and card["method"] == "SimCLR"
+    # Below final_eval_train_examples the evaluations learn from the whole training split.
+    assert result.probe.num_train == card["final_evaluation"]["train_examples"] == 4000
+    assert card["final_evaluation"]["train_sample"] == "the whole training split"
     # An app reads the export; an evaluation also reads the model_dir's whole model.
     assert load_pretrained(result.export_path).image_shape == (28, 28, 1)
     assert load_pretrained(tmp_path).model is not None
