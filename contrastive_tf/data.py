@@ -465,17 +465,30 @@ def evaluation_decoder(host_crops: bool, image_shape: tuple[int, int, int]) -> C
 
 
 def streamed_split(
-    stream: Stream, decode: Callable[[tf.Tensor], tf.Tensor], image_shape: tuple[int, int, int]
+    stream: Stream,
+    decode: Callable[[tf.Tensor], tf.Tensor],
+    image_shape: tuple[int, int, int],
+    keep: np.ndarray | None = None,
 ) -> Split:
     """A split read from `stream` on every pass, in a fixed order, each image `decode`d from its
-    encoded bytes to uint8 `image_shape`; the undecodable ones skipped and counted."""
+    encoded bytes to uint8 `image_shape`; the undecodable ones skipped and counted. `keep`
+    (booleans, one per listed image) reads only those: a subset costs no decoding of the rest."""
 
     def image_and_label(source, label):
         return decode(stream.contents(source)), label
 
+    sources = stream.in_order()
+    if keep is not None:
+        mask, listed = tf.constant(keep), len(keep)
+
+        def kept(index, element):
+            return (index < listed) & mask[tf.minimum(index, listed - 1)]
+
+        sources = sources.enumerate().filter(kept).map(lambda _, element: element)
     fallback = (tf.zeros(image_shape, tf.uint8), tf.constant(UNLABELED, tf.int64))
-    dataset = attempted(stream.in_order(), image_and_label, fallback, stream.skipped)
-    return Split(dataset, stream.num_examples, stream, decode)
+    dataset = attempted(sources, image_and_label, fallback, stream.skipped)
+    count = stream.num_examples if keep is None else int(keep.sum())
+    return Split(dataset, count, stream, decode)
 
 
 def streams_from_files(count: int, probe_pixels: int) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive_tf.augmentation import RandomHorizontalFlip, RandomResizedCrop, resolve_flip
-from contrastive_tf.data import UNLABELED, ImageData, Split, is_small, load_data, to_unit_range
+from contrastive_tf.data import UNLABELED, ImageData, Split, is_small, load_data, streamed_split, to_unit_range
 from contrastive_tf.errors import UsageError
 
 STANDARDISED, SIMCLR, LBFGS = "standardised", "simclr", "lbfgs"
@@ -45,8 +45,9 @@ def extract_features(encoder: keras.Model, split: Split, batch_size: int = 512) 
 
 
 def _predict(encoder: keras.Model, batches: Iterable[tf.Tensor], num_examples: int) -> np.ndarray:
-    """h float32 [num_examples, D] of batches of float images, in their order, in inference
-    mode, written batch by batch into one array (never a second copy of it).
+    """h float32 [N, D] of batches of float images, in their order, in inference mode,
+    written batch by batch into one array of `num_examples` rows (N, fewer or more for a
+    streamed split, whose count is that of its listed files or estimated).
 
     One trace per call, whatever the batch sizes: Keras' `predict` traced again for the
     last, smaller batch and for every new model, and TensorFlow warned of retracing when
@@ -61,11 +62,12 @@ def _predict(encoder: keras.Model, batches: Iterable[tf.Tensor], num_examples: i
     row = 0
     for batch in batches:
         output = tf.cast(infer(batch), tf.float32).numpy()
+        if row + len(output) > len(features):  # a stream's count is estimated (TFRecords): grow
+            features = np.resize(features, (2 * (row + len(output)), features.shape[1]))
         features[row : row + len(output)] = output
         row += len(output)
-    if row != num_examples:
-        raise ValueError(f"the batches held {row} images where {num_examples} were expected")
-    return features
+    # A streamed split may yield fewer: the files found unreadable while reading it.
+    return features[:row]
 
 
 def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -74,9 +76,13 @@ def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def split_labels(split: Split) -> np.ndarray:
-    """The labels of `split`, in order."""
-    batches = split.dataset.map(lambda image, label: label).batch(65_536).as_numpy_iterator()
-    return np.concatenate([np.zeros(0, np.int64), *batches])
+    """The labels of `split`, in order; for a streamed split, of every listed image, read
+    without decoding one (the indices `split_subset` takes)."""
+    if split.stream is not None:
+        labels = split.stream.in_order().map(lambda source, label: label)
+    else:
+        labels = split.dataset.map(lambda image, label: label)
+    return np.concatenate([np.zeros(0, np.int64), *labels.batch(65_536).as_numpy_iterator()])
 
 
 def labelled_data(
@@ -133,9 +139,16 @@ def stratified_sample(split: Split, size: int, seed: int = 0) -> Split:
 
 
 def split_subset(split: Split, indices: np.ndarray) -> Split:
-    """The examples of `split` at `indices`, in their order in `split`."""
-    keep = np.zeros(split.num_examples, bool)
+    """The examples of `split` at `indices`, in their order in `split`; a streamed split
+    reads only those files."""
+    # A stream's listing may hold more than its estimated count (TFRecords).
+    listed = split.num_examples
+    if split.stream is not None:
+        listed = max(split.stream.num_examples, int(indices.max(initial=-1)) + 1)
+    keep = np.zeros(listed, bool)
     keep[indices] = True
+    if split.stream is not None:
+        return streamed_split(split.stream, split.decode, tuple(split.dataset.element_spec[0].shape), keep)
     mask = tf.constant(keep)
     subset = split.dataset.enumerate().filter(lambda index, example: mask[index]).map(lambda _, example: example)
     # A filter hides the size; Keras wants it to know when an epoch ends.

@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from contrastive_tf import data as data_module
 from contrastive_tf.data import load_data, pretraining_batches
+from contrastive_tf.encoders import build_encoder
+from contrastive_tf.evaluation import extract_features, split_labels, split_subset
 from contrastive_tf.streams import UNDECODABLE, file_stream
 
 
@@ -67,3 +69,20 @@ def test_an_undecodable_file_is_skipped_where_it_is_met_and_counted(tmp_path, ca
     assert dict(data.train.stream.skipped.counts) == {UNDECODABLE: 1}
     messages = [record.getMessage() for record in caplog.records]
     assert any("003.png" in message and "1 skipped so far" in message for message in messages)
+
+
+def test_a_sample_of_a_streamed_split_reads_only_its_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module, "EAGER_DECODE_MAX_FILES", 4)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        _folder(tmp_path / label, 6, size=(16, 16))
+    (tmp_path / "a" / "000.png").write_bytes(b"unreadable, and never read: not in the sample")
+    data = load_data(str(tmp_path))
+    labels = split_labels(data.train)
+    assert labels.tolist() == [0] * 6 + [1] * 6  # from the listing, no image decoded
+    sample = split_subset(data.train, np.asarray([3, 4, 9]))
+    images = [image.numpy() for image, _ in sample.dataset]
+    assert sample.num_examples == 3 and len(images) == 3
+    assert data.train.stream.skipped.total == 0
+    features, sampled_labels = extract_features(build_encoder("small_cnn", (16, 16, 3), width=0.25), sample)
+    assert features.shape[0] == 3 and sampled_labels.tolist() == [0, 0, 1]
