@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from contrastive_tf import storage
 from contrastive_tf.errors import UsageError, reason
 from contrastive_tf.host_crops import ANIMATED_WEBP, center_crop, decode_image, random_crops, with_channels
 from contrastive_tf.streams import Stream, attempted, file_stream, tfds_stream
@@ -176,8 +177,11 @@ def load_data(
     elif is_tfrecords(dataset):
         layout = RecordLayout(image_key, label_key or None)
         return _load_tfrecords(dataset, test_split, image_size, layout, num_classes)
-    elif is_remote(dataset) and dataset.endswith(".npz"):
-        data = _load_npz(dataset, name=dataset)
+    elif storage.is_remote(dataset):
+        if not storage.exists(dataset):
+            raise UsageError(f"dataset path {dataset} does not exist; check the path, the bucket and your access")
+        remote = storage.location(dataset)
+        data = _load_folder(remote, image_size) if storage.isdir(remote) else _load_npz(remote, name=dataset)
     elif os.path.exists(dataset) or not _TFDS_NAME.fullmatch(dataset):
         path = pathlib.Path(dataset).expanduser()
         if not path.exists():
@@ -188,11 +192,6 @@ def load_data(
     if image_size is not None and data.image_shape[:2] != (image_size, image_size):
         data = _resized(data, image_size)
     return data
-
-
-def is_remote(path: str) -> bool:
-    """Whether `path` is on a filesystem that `tf.io.gfile` reaches by URL (gs://, ram://)."""
-    return "://" in path
 
 
 def _resized(data: ImageData, size: int) -> ImageData:
@@ -291,15 +290,42 @@ _TEST_UNUSED = "in test/ while train/ has no classes"
 _PROBED_FILES = 64
 
 
+def _list_remote_folder(folder: str, skipped: collections.Counter) -> tuple[list[str], list[str]]:
+    """`_list_folder` on a `tf.io.gfile` filesystem (gs://): one listing per folder, an image
+    known by its name (GCS marks folders with a trailing /; other entries without an image
+    extension are asked whether they are folders)."""
+    try:
+        names = sorted(tf.io.gfile.listdir(folder))
+    except tf.errors.OpError:
+        skipped[_UNREADABLE] += 1
+        return [], []
+    images, folders = [], []
+    for name in names:
+        path, suffix = storage.join(folder, name.rstrip("/")), os.path.splitext(name.rstrip("/"))[1].lower()
+        if name.startswith("."):
+            skipped[_HIDDEN] += 1
+        elif name.endswith("/") or (suffix not in IMAGE_EXTENSIONS and tf.io.gfile.isdir(path)):
+            folders.append(path)
+        elif suffix in IMAGE_EXTENSIONS:
+            images.append(path)
+        elif suffix in UNREAD_IMAGE_EXTENSIONS:
+            skipped[f"{suffix} (not read; convert to PNG or JPEG)"] += 1
+        else:
+            skipped[_NOT_IMAGE] += 1
+    return images, folders
+
+
 def _list_folder(
-    folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[int, int]]
-) -> tuple[list[str], list[pathlib.Path]]:
+    folder: storage.Location, skipped: collections.Counter, seen: set
+) -> tuple[list[str], list[storage.Location]]:
     """The image files (paths as strings: a `pathlib.Path` each costs 50 us, seconds for a
     big folder) and the subfolders directly in `folder`, by name, symlinks followed.
 
     Everything else is counted in `skipped` by reason. A folder already read yields nothing,
     so a symlink back to an ancestor cannot loop.
     """
+    if storage.is_remote(folder):
+        return _list_remote_folder(folder, skipped)
     try:
         status = folder.stat()
         if (status.st_dev, status.st_ino) in seen:
@@ -333,7 +359,7 @@ def _list_folder(
     return images, folders
 
 
-def image_files(folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[int, int]]) -> list[str]:
+def image_files(folder: storage.Location, skipped: collections.Counter, seen: set) -> list[str]:
     """Every image file under `folder` at any depth: its own first, then each subfolder's by name."""
     images, folders = _list_folder(folder, skipped, seen)
     for subfolder in folders:
@@ -352,12 +378,12 @@ class _FolderLayout:
     mixed: bool  # images at the top and in subfolders: worth a warning
 
 
-def _layout(folder: pathlib.Path, skipped: collections.Counter, seen: set[tuple[int, int]]) -> _FolderLayout:
+def _layout(folder: storage.Location, skipped: collections.Counter, seen: set) -> _FolderLayout:
     """Class folders when every image sits below a first-level subfolder and there are at
     least two such subfolders (a class's images may be nested below its folder); otherwise
     one unlabelled set, read recursively."""
     top, folders = _list_folder(folder, skipped, seen)
-    below = {subfolder.name: image_files(subfolder, skipped, seen) for subfolder in folders}
+    below = {storage.basename(subfolder): image_files(subfolder, skipped, seen) for subfolder in folders}
     below = {name: images for name, images in below.items() if images}
     if not top and len(below) >= 2:
         class_names = tuple(below)
@@ -405,9 +431,9 @@ def _decode(path: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
 def why_unreadable(path: str | pathlib.Path) -> str:
     """The reason a file that failed to decode is skipped, for the log line."""
     try:
-        with open(path, "rb") as file:
+        with tf.io.gfile.GFile(str(path), "rb") as file:
             header = file.read(21)
-    except OSError:
+    except (OSError, tf.errors.OpError):
         return _UNREADABLE
     if header[:4] == b"RIFF" and header[8:16] == b"WEBPVP8X" and len(header) == 21 and header[20] & 2:
         return ANIMATED_WEBP
@@ -423,7 +449,7 @@ class _Probe:
     largest_side: int  # the longest side among them
 
 
-def _probe_images(files: list[str], root: pathlib.Path) -> _Probe:
+def _probe_images(files: list[str], root: storage.Location) -> _Probe:
     size, channels, largest = None, 1, 0
     for path in files[:_PROBED_FILES]:
         try:
@@ -520,7 +546,7 @@ def _folder_split(
     return streamed_split(stream, evaluation_decoder(host_crops, shape), shape), []
 
 
-def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
+def _load_folder(root: storage.Location, image_size: int | None) -> ImageData:
     """An image folder, its layout decided from the whole tree and told in one log line.
 
     `root/train/` (+ optional `root/test/`) holds the splits; a folder (or `train/`) whose
@@ -531,26 +557,28 @@ def _load_folder(root: pathlib.Path, image_size: int | None) -> ImageData:
     seen: set[tuple[int, int]] = set()
     test_files: list[str] = []
     test_labels: list[int] = []
-    if (root / "train").is_dir():
+    train_dir, test_dir = storage.join(root, "train"), storage.join(root, "test")
+    has_test = storage.isdir(test_dir)
+    if storage.isdir(train_dir):
         top, folders = _list_folder(root, skipped, seen)
         skipped[_OUTSIDE_SPLITS] += len(top)
         for folder in folders:
-            if folder.name not in ("train", "test"):
+            if storage.basename(folder) not in ("train", "test"):
                 skipped[_OUTSIDE_SPLITS] += len(image_files(folder, skipped, seen))
-        train = _layout(root / "train", skipped, seen)
-        if (root / "test").is_dir() and train.class_names:
-            top, folders = _list_folder(root / "test", skipped, seen)
+        train = _layout(train_dir, skipped, seen)
+        if has_test and train.class_names:
+            top, folders = _list_folder(test_dir, skipped, seen)
             skipped[_TEST_OUTSIDE_CLASSES] += len(top)
             for folder in folders:
                 images = image_files(folder, skipped, seen)
-                if folder.name in train.class_names:
+                if storage.basename(folder) in train.class_names:
                     test_files += images
-                    test_labels += [train.class_names.index(folder.name)] * len(images)
+                    test_labels += [train.class_names.index(storage.basename(folder))] * len(images)
                 else:
                     skipped[_TEST_OUTSIDE_CLASSES] += len(images)
-        elif (root / "test").is_dir():
-            skipped[_TEST_UNUSED] += len(image_files(root / "test", skipped, seen))
-        description = f"{train.description} in train/{' and test/' if (root / 'test').is_dir() else ''}"
+        elif has_test:
+            skipped[_TEST_UNUSED] += len(image_files(test_dir, skipped, seen))
+        description = f"{train.description} in train/{' and test/' if has_test else ''}"
     else:
         train = _layout(root, skipped, seen)
         description = train.description

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
-from contrastive_tf.errors import UsageError
+from contrastive_tf.errors import UsageError, reason
 
 # A path on any filesystem: local as a `pathlib.Path`, remote (`scheme://...`) as a string.
 Location = pathlib.Path | str
@@ -59,12 +59,6 @@ def parent(path: str | os.PathLike) -> Location:
     return f"{scheme}://{posixpath.dirname(rest)}"
 
 
-def _reason(error: Exception) -> str:
-    """The first line of what went wrong, for a one-line message."""
-    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
-    return text.splitlines()[0] if text.strip() else type(error).__name__
-
-
 @contextlib.contextmanager
 def _reaching(path: Location) -> Iterator[None]:
     """Turns a filesystem that cannot be reached (no network, no credentials, an unknown
@@ -73,7 +67,7 @@ def _reaching(path: Location) -> Iterator[None]:
         yield
     except tf.errors.OpError as error:
         raise UsageError(
-            f"cannot reach {path} ({_reason(error)}); check the path, the bucket and your credentials"
+            f"cannot reach {path} ({reason(error)}); check the path, the bucket and your credentials"
         ) from None
 
 
@@ -93,7 +87,7 @@ def makedirs(path: str | os.PathLike) -> None:
         tf.io.gfile.makedirs(str(path))
     except (tf.errors.OpError, OSError) as error:
         raise UsageError(
-            f"cannot create the folder {path} ({_reason(error)}); check the path and your access to it"
+            f"cannot create the folder {path} ({reason(error)}); check the path and your access to it"
         ) from None
 
 
@@ -171,7 +165,7 @@ def local_copy(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         try:
             tf.io.gfile.copy(path, str(copy))
         except tf.errors.OpError as error:
-            raise OSError(f"cannot read {path}: {_reason(error)}") from None
+            raise OSError(f"cannot read {path}: {reason(error)}") from None
         yield copy
 
 

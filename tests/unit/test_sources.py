@@ -138,5 +138,23 @@ def test_tfrecords_and_npz_load_from_a_filesystem_that_is_not_the_local_disk():
     with tf.io.gfile.GFile("ram://bucket/digits.npz", "wb") as file:
         file.write(buffer.getvalue())
     assert load_data("ram://bucket/digits.npz").train.num_examples == 5
-    with pytest.raises(UsageError, match="cannot read ram://bucket/missing.npz"):
+    with pytest.raises(UsageError, match="dataset path ram://bucket/missing.npz does not exist"):
         load_data("ram://bucket/missing.npz")
+
+
+def test_an_image_folder_loads_from_a_filesystem_that_is_not_the_local_disk():
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("test", 2)):
+        for label in ("cat", "dog"):
+            tf.io.gfile.makedirs(f"ram://photos/{split}/{label}")
+            for index in range(count):
+                with tf.io.gfile.GFile(f"ram://photos/{split}/{label}/{index}.jpg", "wb") as file:
+                    file.write(_jpeg(rng, 60, 90))
+    with tf.io.gfile.GFile("ram://photos/train/cat/notes.txt", "w") as file:
+        file.write("not an image")
+    data = load_data("ram://photos", image_size=32)
+    assert data.class_names == ("cat", "dog") and data.host_crops
+    assert (data.train.num_examples, data.test.num_examples) == (6, 4)
+    assert [int(label) for _, label in data.test.dataset] == [0, 0, 1, 1]
+    with pytest.raises(UsageError, match="dataset path ram://nowhere does not exist"):
+        load_data("ram://nowhere")
