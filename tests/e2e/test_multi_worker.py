@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import ROOT
 from contrastive_tf.checkpoints import latest_step
@@ -51,7 +52,7 @@ def _free_ports(count):
     return ports
 
 
-def _start_workers(data, *model_dirs, program=("-m", "experiments.pretrain"), env=None):
+def _start_workers(data, *model_dirs, program=("-m", "experiments.pretrain"), env=None, flags=()):
     """One process per model_dir, worker 0 (the chief) first, running `program` with `env`
     added to the environment."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(len(model_dirs))]}
@@ -60,7 +61,7 @@ def _start_workers(data, *model_dirs, program=("-m", "experiments.pretrain"), en
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         workers.append(
             subprocess.Popen(
-                _command(data, model_dir, "--strategy=multi_worker", program=program),
+                _command(data, model_dir, "--strategy=multi_worker", *flags, program=program),
                 cwd=ROOT,
                 env={**os.environ, **(env or {}), "TF_CONFIG": tf_config},
                 stdout=subprocess.PIPE,
@@ -214,3 +215,23 @@ def test_sigterm_to_one_worker_stops_both_after_the_same_step_and_the_rerun_resu
     assert lines["chief"].endswith("rerun the same command to resume there")
 
     _resume_like_the_uninterrupted_run(two_worker_run, digits, model_dir, step)
+
+
+@pytest.mark.slow
+def test_two_workers_stream_a_folder_each_reading_its_own_share(tmp_path):
+    """Views cropped on the host from images larger than image_size: each worker reads every
+    other position of the epoch's permutation (tf.distribute's own sharding is off)."""
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for index in range(200):
+            pixels = rng.integers(0, 256, (40, 48, 3), np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{index}.png")
+    model_dir = tmp_path / "run"
+    workers = _start_workers(tmp_path / "photos", model_dir, tmp_path / "worker", flags=("--image_size=28",))
+    for returncode, _, stderr in _finish(workers):
+        assert returncode == 0, stderr[-3000:]
+    losses = _losses(model_dir)
+    assert len(losses) == 2 and np.all(np.isfinite(losses))
+    card = json.loads((model_dir / "export" / "model_card.json").read_text())
+    assert card["views"].startswith("each cropped on the host") and card["unreadable_files_skipped"] == 0
