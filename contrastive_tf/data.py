@@ -694,6 +694,8 @@ def _load_tfds(
     channels = shape[-1] or 3
     count = builder.info.splits[train].num_examples
     fixed = None not in shape[:2]
+    if fixed:
+        _too_small(max(shape[:2]), image_size, name)
     in_memory = fixed and count * int(np.prod(shape)) <= CACHE_LIMIT_BYTES
     if in_memory and (not image_size or max(shape[:2]) <= image_size):
 

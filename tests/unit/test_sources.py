@@ -158,3 +158,8 @@ def test_an_image_folder_loads_from_a_filesystem_that_is_not_the_local_disk():
     assert [int(label) for _, label in data.test.dataset] == [0, 0, 1, 1]
     with pytest.raises(UsageError, match="dataset path ram://nowhere does not exist"):
         load_data("ram://nowhere")
+
+
+def test_tfds_images_far_smaller_than_image_size_are_a_usage_error(tfds_dir):
+    with pytest.raises(UsageError, match="at most 16 px a side, too small for image_size 128"):
+        load_data("tiny_images/fixed", data_dir=tfds_dir, image_size=128)
