@@ -11,6 +11,8 @@ blur and the rest of `SimCLRAugment` run in the training step, on the accelerato
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 # SimCLR's `CROP_PROPORTION`: the centre crop keeps 87.5% of the image's shorter side.
@@ -40,15 +42,6 @@ def decode_image(contents: tf.Tensor) -> tf.Tensor:
         return tf.io.decode_image(contents, expand_animations=False)
 
 
-def image_shape(contents: tf.Tensor) -> tf.Tensor:
-    """[height, width] of the encoded image `contents`; a JPEG's from its header alone."""
-    return tf.cond(
-        tf.io.is_jpeg(contents),
-        lambda: tf.image.extract_jpeg_shape(contents)[:2],
-        lambda: tf.shape(decode_image(contents))[:2],
-    )
-
-
 def with_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     """`image` (uint8, 1 to 4 channels) with `channels` (1 or 3): alpha dropped, colour and
     gray converted."""
@@ -60,17 +53,28 @@ def with_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     return tf.ensure_shape(image, [None, None, channels])
 
 
-def decode_window(contents: tf.Tensor, window: tf.Tensor, channels: int) -> tf.Tensor:
-    """The `window` [top, left, height, width] of the encoded image, uint8 with `channels`;
-    a JPEG decodes only that window."""
-    return tf.cond(
-        tf.io.is_jpeg(contents),
-        lambda: with_channels(tf.io.decode_and_crop_jpeg(contents, window, channels=3), channels),
-        lambda: with_channels(
-            tf.image.crop_to_bounding_box(decode_image(contents), window[0], window[1], window[2], window[3]),
-            channels,
-        ),
-    )
+def crop_windows(
+    contents: tf.Tensor, windows: Callable[[tf.Tensor], list[tf.Tensor]], channels: int
+) -> list[tf.Tensor]:
+    """The windows [top, left, height, width] that `windows(shape)` picks for the encoded
+    image's [height, width], each decoded as uint8 with `channels`. A JPEG decodes only each
+    window (its shape read from the header); another format is decoded once."""
+
+    def from_jpeg():
+        return [
+            with_channels(tf.io.decode_and_crop_jpeg(contents, window, channels=3), channels)
+            for window in windows(tf.image.extract_jpeg_shape(contents)[:2])
+        ]
+
+    def from_other():
+        image = decode_image(contents)
+        return [
+            with_channels(tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3]), channels)
+            for window in windows(tf.shape(image)[:2])
+        ]
+
+    # Both branches give windows of unknown size; resizing makes them one shape.
+    return tf.cond(tf.io.is_jpeg(contents), from_jpeg, from_other)
 
 
 def _resized(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -105,12 +109,14 @@ def random_crops(
         area_range: the crop's fraction of the image's area (SimCLR: (0.08, 1.0)).
         seed: [2] int; view v draws its window from `seed` folded with v.
     """
-    shape = image_shape(contents)
-    views = []
-    for view in range(num_views):
-        window = random_window(shape, tf.random.experimental.stateless_fold_in(seed, view), area_range)
-        views.append(_resized(decode_window(contents, window, channels), size))
-    return tf.stack(views)
+
+    def windows(shape):
+        return [
+            random_window(shape, tf.random.experimental.stateless_fold_in(seed, view), area_range)
+            for view in range(num_views)
+        ]
+
+    return tf.stack([_resized(view, size) for view in crop_windows(contents, windows, channels)])
 
 
 def center_window(shape: tf.Tensor, proportion: float = CENTER_CROP_PROPORTION) -> tf.Tensor:
@@ -123,4 +129,5 @@ def center_window(shape: tf.Tensor, proportion: float = CENTER_CROP_PROPORTION) 
 
 def center_crop(contents: tf.Tensor, size: int, channels: int) -> tf.Tensor:
     """The aspect-preserving centre crop (87.5%) of the encoded image, resized: uint8 [size, size, C]."""
-    return _resized(decode_window(contents, center_window(image_shape(contents)), channels), size)
+    (crop,) = crop_windows(contents, lambda shape: [center_window(shape)], channels)
+    return _resized(crop, size)

@@ -11,7 +11,7 @@ from contrastive_tf.host_crops import (
     CROP_ASPECT_RANGE,
     center_crop,
     center_window,
-    decode_window,
+    crop_windows,
     random_crops,
     random_window,
 )
@@ -46,7 +46,8 @@ def test_random_windows_keep_the_crops_aspect_and_area_on_a_wide_image():
 def test_a_window_decodes_as_the_same_window_of_the_decoded_image(encode):
     pixels = tf.constant(np.random.default_rng(0).integers(0, 256, (60, 90, 3), np.uint8))
     contents = encode(pixels)
-    window = decode_window(contents, tf.constant([5, 17, 32, 41]), 3).numpy().astype(int)
+    (window,) = crop_windows(contents, lambda shape: [tf.constant([5, 17, 32, 41])], 3)
+    window = window.numpy().astype(int)
     expected = tf.io.decode_image(contents).numpy()[5 : 5 + 32, 17 : 17 + 41].astype(int)
     if encode is tf.io.encode_png:
         np.testing.assert_array_equal(window, expected)
