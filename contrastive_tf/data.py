@@ -753,9 +753,11 @@ def _load_tfrecords(
     decode = evaluation_decoder(host_crops, image_shape)
     test = streamed_split(read_shards(test_pattern, layout).stream, decode, image_shape) if test_pattern else None
     classes = num_classes or (train.largest_label + 1 if layout.label_key else 0)
+    inferred = " (the first shard's largest label + 1; set num_classes if shards hold classes in order)"
     _log.info(
-        "TFRecords %s: about %d images (the first shard's count times the shards)%s, %d classes%s",
+        "TFRecords %s: about %d images (the first shard's count times the shards)%s, %d classes%s%s",
         pattern, train.stream.num_examples, f" + {test.num_examples} test" if test else "", classes,
+        inferred if layout.label_key and not num_classes else "",
         ", each view cropped from the original" if host_crops else "",
     )  # fmt: skip
     return ImageData(

@@ -64,13 +64,14 @@ def test_a_run_trains_stops_resumes_exports_and_loads_on_ram_with_nothing_on_the
     run = prepare(_config(mnist_subset, ram_dir))
     keras.utils.set_random_seed(0)
     first = fit(run, build_model(run))  # the run stops after its first epoch...
-    longer = prepare(_config(mnist_subset, ram_dir, epochs=2))
+    no_evaluations = {"final_linear_probe": False, "final_knn": False, "final_random_baseline": False}
+    longer = prepare(_config(mnist_subset, ram_dir, epochs=2, **no_evaluations))
     model = build_model(longer)
     history = fit(longer, model)  # ...and a rerun with more epochs resumes it
     assert int(model.optimizer.iterations) == 2 * run.steps_per_epoch
     assert len(history["loss"]) == 2 and history["loss"][0] == first["loss"][0]
 
-    result = finalize(longer, model, history, probes=False)
+    result = finalize(longer, model, history)
     assert result.export_path == f"{ram_dir}/{run_folder.EXPORT_DIR}"
     held = set(tf.io.gfile.listdir(ram_dir))
     for name in (run_folder.MODEL_FILE, run_folder.HISTORY_FILE, run_folder.VIEWS_FIGURE, run_folder.CURVES_FIGURE):
