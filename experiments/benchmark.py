@@ -71,7 +71,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_integer(
         "host_images",
         1024,
-        "Synthetic ImageNet-like JPEGs (about 400x350 px, 110 KB) of the host rows; one epoch of them is timed.",
+        "Synthetic ImageNet-like JPEGs (about 400x340 px, 100 KB) of the host rows; one epoch of them is timed.",
         flag_values=flag_values,
     )
     cli.define_recipe_flags(flag_values, replaces="the encoder, host and input rows (a train-step row each)")

@@ -42,8 +42,8 @@ TRAINING_FLOPS_PER_FORWARD = 3
 # benchmark's stand-ins: width 250-550 px, aspect (width / height) 3/4-2, log-uniform.
 IMAGENET_WIDTHS = (250, 550)
 IMAGENET_ASPECTS = (3 / 4, 2)
-# Texture amplitudes at 1/32, 1/8 and 1/2 of the resolution, and the JPEG quality, chosen
-# so that the files are about ImageNet's average size.
+# Texture amplitudes at 1/32, 1/8 and 1/2 of the resolution, and the JPEG quality: files of
+# about 100 KB on average (2,048 of them: 101.7 KB, 400 x 337 px), near ImageNet's.
 _TEXTURE = ((32, 60.0), (8, 30.0), (2, 40.0))
 _JPEG_QUALITY = 94
 
@@ -344,8 +344,8 @@ def input_pipeline_throughput(
 
 def imagenet_like_jpegs(count: int, seed: int = 0) -> list[bytes]:
     """`count` JPEGs of ImageNet's sizes (`IMAGENET_WIDTHS`, `IMAGENET_ASPECTS`) whose
-    content, smooth colour with texture at a few scales, compresses to about ImageNet's
-    110 KB a file: decoding time grows with the bytes, so noise or flat colour would mislead.
+    content, smooth colour with texture at a few scales, compresses about as photos do
+    (`_TEXTURE`): decoding time grows with the bytes, so noise or flat colour would mislead.
     Each is a window of one textured canvas, its colours scaled and shifted."""
     rng = np.random.default_rng(seed)
     side = math.ceil(IMAGENET_WIDTHS[1] / IMAGENET_ASPECTS[0])
@@ -384,7 +384,7 @@ def _write_tfrecords(jpegs: list[bytes], root: pathlib.Path) -> str:
 
 
 def _write_class_folders(jpegs: list[bytes], root: pathlib.Path) -> str:
-    """The JPEGs in class folders named as ImageNet's (`train/n00000001/3.JPEG`); the folder."""
+    """The JPEGs in class folders named as ImageNet's (`train/n00000001/5.JPEG`); the folder."""
     for index, jpeg in enumerate(jpegs):
         folder = root / "train" / f"n{index % _CLASSES:08d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -401,8 +401,8 @@ def host_crops_throughput(
     """A row per source of `HOST_CROP_SOURCES`, as measured: images/s of `pretraining_batches`
     cropping two views of each of `count` ImageNet-like JPEGs on the host, as pretraining
     reads them (the crop's window decoded, resized bicubically to `image_size`), on one
-    tf.data thread. One epoch is timed after a warm-up batch; `cpu_cores` shows that the
-    row kept one core busy, and images/s over it is the rate per host core."""
+    tf.data thread. One epoch is timed after a warm-up batch; `cpu_cores` (at most about
+    one, less when other processes share the CPU) turns images/s into the rate per host core."""
     jpegs = imagenet_like_jpegs(count)
     # One thread for every tf.data op, and no intra-op parallelism inside the ops.
     options = tf.data.Options()
