@@ -1,5 +1,6 @@
 """Throughput measurements: the machine's matmul peak, SimCLR train-step images/s and
-model FLOPs utilisation (MFU), and the rates of the augmentation and the input pipeline.
+model FLOPs utilisation (MFU), the rates of the augmentation and the input pipeline, and
+the host's rate of cropping views from ImageNet-sized JPEGs per core.
 
 Every rate is measured after a warm-up (tracing, autotuning) over enough steps to be
 stable; FLOPs are counted from the model's own layers.
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
@@ -23,7 +25,7 @@ import tensorflow as tf
 
 from contrastive_tf import ProjectionHead, SimCLR, SimCLRAugment, build_encoder
 from contrastive_tf.config import PretrainConfig
-from contrastive_tf.data import ImageData, Split, pretraining_batches, to_unit_range
+from contrastive_tf.data import ImageData, Split, load_data, pretraining_batches, to_unit_range
 from contrastive_tf.methods import ContrastiveModel
 from contrastive_tf.precision import global_precision
 from contrastive_tf.pretraining import build_model, prepare
@@ -36,6 +38,14 @@ except ImportError:  # Windows has no `resource`: peak memory is then not report
 # A training step costs about three forward passes: the forward pass itself, and the
 # gradients with respect to activations and to weights, each as large as the forward.
 TRAINING_FLOPS_PER_FORWARD = 3
+# ImageNet's training images are about 400 x 350 px and 110 KB on average (JPEG); the
+# benchmark's stand-ins: width 250-550 px, aspect (width / height) 3/4-2, log-uniform.
+IMAGENET_WIDTHS = (250, 550)
+IMAGENET_ASPECTS = (3 / 4, 2)
+# Texture amplitudes at 1/32, 1/8 and 1/2 of the resolution, and the JPEG quality: files of
+# about 100 KB on average (2,048 of them: 101.7 KB, 400 x 337 px), near ImageNet's.
+_TEXTURE = ((32, 60.0), (8, 30.0), (2, 40.0))
+_JPEG_QUALITY = 94
 
 
 @dataclasses.dataclass
@@ -52,6 +62,8 @@ class Measurement:
     mfu: float | None = None
     training_gflops_per_image: float | None = None
     peak_rss_mb: float | None = None
+    # CPU time of the process over wall time while the row was timed: the cores it kept busy.
+    cpu_cores: float | None = None
 
 
 def peak_rss_mb() -> float | None:
@@ -328,3 +340,96 @@ def input_pipeline_throughput(
     iterator = iter(pipeline.map(views, num_parallel_calls=tf.data.AUTOTUNE).repeat())
     seconds = _timed(lambda: next(iterator), warmup=3, repeats=batches)
     return _views_measurement("input_pipeline_two_views", image_shape, batch_size, seconds)
+
+
+def imagenet_like_jpegs(count: int, seed: int = 0) -> list[bytes]:
+    """`count` JPEGs of ImageNet's sizes (`IMAGENET_WIDTHS`, `IMAGENET_ASPECTS`) whose
+    content, smooth colour with texture at a few scales, compresses about as photos do
+    (`_TEXTURE`): decoding time grows with the bytes, so noise or flat colour would mislead.
+    Each is a window of one textured canvas, its colours scaled and shifted."""
+    rng = np.random.default_rng(seed)
+    side = math.ceil(IMAGENET_WIDTHS[1] / IMAGENET_ASPECTS[0])
+    canvas = np.full((side, side, 3), 128.0, np.float32)
+    for scale, amplitude in _TEXTURE:
+        coarse = rng.normal(0, 1, (side // scale, side // scale, 3)).astype(np.float32)
+        canvas += amplitude * tf.image.resize(coarse, [side, side], method="bicubic").numpy()
+    jpegs = []
+    for _ in range(count):
+        width = int(rng.integers(IMAGENET_WIDTHS[0], IMAGENET_WIDTHS[1] + 1))
+        height = round(width / math.exp(rng.uniform(*np.log(IMAGENET_ASPECTS))))
+        top, left = rng.integers(0, side - height + 1), rng.integers(0, side - width + 1)
+        image = canvas[top : top + height, left : left + width] * rng.uniform(0.8, 1.2, 3) + rng.uniform(-20, 20, 3)
+        jpegs.append(tf.io.encode_jpeg(np.clip(image, 0, 255).astype(np.uint8), quality=_JPEG_QUALITY).numpy())
+    return jpegs
+
+
+# Classes (folders, or labels 1.. in the records) and TFRecord shards of the stand-ins.
+_CLASSES = 4
+_SHARDS = 4
+
+
+def _write_tfrecords(jpegs: list[bytes], root: pathlib.Path) -> str:
+    """The JPEGs as TFRecord shards in the layout of TensorFlow's ImageNet records, every
+    class in every shard; their glob."""
+    for shard in range(_SHARDS):
+        with tf.io.TFRecordWriter(str(root / f"train-{shard:05d}-of-{_SHARDS:05d}")) as writer:
+            for index in range(shard, len(jpegs), _SHARDS):
+                label = 1 + index // _SHARDS % _CLASSES
+                feature = {
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpegs[index]])),
+                    "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return str(root / "train-*")
+
+
+def _write_class_folders(jpegs: list[bytes], root: pathlib.Path) -> str:
+    """The JPEGs in class folders named as ImageNet's (`train/n00000001/5.JPEG`); the folder."""
+    for index, jpeg in enumerate(jpegs):
+        folder = root / "train" / f"n{index % _CLASSES:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index}.JPEG").write_bytes(jpeg)
+    return str(root)
+
+
+HOST_CROP_SOURCES = {"tfrecords": _write_tfrecords, "folder": _write_class_folders}
+
+
+def host_crops_throughput(
+    sources: list[str], count: int = 1024, batch_size: int = 256, image_size: int = 224
+) -> Iterator[Measurement]:
+    """A row per source of `HOST_CROP_SOURCES`, as measured: images/s of `pretraining_batches`
+    cropping two views of each of `count` ImageNet-like JPEGs on the host, as pretraining
+    reads them (the crop's window decoded, resized bicubically to `image_size`), on one
+    tf.data thread. One epoch is timed after a warm-up batch; `cpu_cores` (at most about
+    one, less when other processes share the CPU) turns images/s into the rate per host core."""
+    jpegs = imagenet_like_jpegs(count)
+    # One thread for every tf.data op, and no intra-op parallelism inside the ops.
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    for source in sources:
+        with tempfile.TemporaryDirectory() as folder:
+            data = load_data(HOST_CROP_SOURCES[source](jpegs, pathlib.Path(folder)), image_size=image_size)
+            if not data.host_crops:
+                raise ValueError(f"image_size {image_size} is not below the stand-ins' widths {IMAGENET_WIDTHS}")
+            batches = pretraining_batches(data, batch_size, seed=0, epochs=None).with_options(options)
+            iterator = iter(batches)
+            next(iterator)
+            timed = count // batch_size
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for _ in range(timed):
+                next(iterator)  # returns once the batch is made
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+            del iterator  # stops its prefetching before the files go
+        yield Measurement(
+            name=f"host_crops_{source}",
+            encoder="-",
+            image_size=image_size,
+            batch_size=batch_size,
+            precision="uint8",
+            jit_compile=False,
+            images_per_second=timed * batch_size / seconds,
+            peak_rss_mb=peak_rss_mb(),
+            cpu_cores=cpu_seconds / seconds,
+        )

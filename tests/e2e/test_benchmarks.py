@@ -1,11 +1,14 @@
-"""The benchmark's FLOP counting and its JSON output (speed itself is not asserted)."""
+"""The benchmark's FLOP counting, its ImageNet-like images and its JSON output (speed itself
+is not asserted)."""
 
 import json
 import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import ROOT
 from contrastive_tf import build_encoder
@@ -41,7 +44,7 @@ def test_benchmark_writes_the_table_and_json_rows(tmp_path):
     path = tmp_path / "bench.json"
     flags = ["--encoders=small_cnn", "--precisions=float32", "--jit_compile=false", "--steps=2", "--batch_size=32"]
     # The default 4096^2 float32 peak alone takes most of a minute on 2 cores.
-    flags.append("--matmul_size=1024")
+    flags += ["--matmul_size=1024", "--host_images=64"]
     result = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark", *flags, f"--json={path}"],
         cwd=ROOT,
@@ -53,6 +56,8 @@ def test_benchmark_writes_the_table_and_json_rows(tmp_path):
     assert "matmul 1024^2 peak" in result.stdout and "the fastest ResNet-18 step" not in result.stdout  # none timed
     rows = json.loads(path.read_text())
     assert [row["name"] for row in rows] == [
+        "host_crops_tfrecords",
+        "host_crops_folder",
         "simclr_train_step",
         "fit_iterator_per_epoch",
         "fit_one_iterator",
@@ -63,7 +68,7 @@ def test_benchmark_writes_the_table_and_json_rows(tmp_path):
     for row in rows:
         assert required <= set(row) and row["images_per_second"] > 0
         assert row["matmul_peak_gflops"]["float32"] > 0 and row["versions"]["tensorflow"]
-    assert 0 < rows[0]["mfu"] < 1 and rows[0]["training_gflops_per_image"] > 0
+    assert 0 < rows[2]["mfu"] < 1 and rows[2]["training_gflops_per_image"] > 0
 
 
 def test_a_method_with_a_predictor_and_a_momentum_network_costs_those_too():
@@ -95,3 +100,21 @@ def test_a_recipe_step_is_timed_as_pretrain_builds_it(tmp_path):
     )
     assert row.images_per_second > 0 and 0 < row.mfu < 1
     assert not any(tmp_path.glob("runs*"))  # nothing saved beside the recipe
+
+
+def test_the_stand_in_jpegs_have_imagenets_sizes():
+    # ImageNet's training JPEGs: about 400 x 350 px and 110 KB on average.
+    jpegs = benchmarks.imagenet_like_jpegs(64)
+    heights, widths = np.array([tf.image.extract_jpeg_shape(jpeg)[:2].numpy() for jpeg in jpegs]).T
+    assert 350 < widths.mean() < 450 and 300 < heights.mean() < 400
+    assert 80e3 < np.mean([len(jpeg) for jpeg in jpegs]) < 140e3
+
+
+def test_host_crop_rows_crop_two_views_on_one_core():
+    rows = list(benchmarks.host_crops_throughput(["tfrecords", "folder"], count=16, batch_size=8))
+    assert [row.name for row in rows] == ["host_crops_tfrecords", "host_crops_folder"]
+    for row in rows:
+        assert (row.image_size, row.batch_size, row.precision) == (224, 8, "uint8")
+        assert row.images_per_second > 0 and row.peak_rss_mb > 0
+        # One tf.data thread: the process keeps at most about one core busy (less when the machine is loaded).
+        assert 0 < row.cpu_cores < 1.5
