@@ -149,7 +149,10 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(two_worker
         timeout=300,
     )
     assert single.returncode == 0, single.stderr[-3000:]
-    np.testing.assert_allclose(_losses(chief_dir), _losses(tmp_path), rtol=1e-4)
+    # Summed in another order, the losses drift apart over the steps: by 1.8e-4 (relative)
+    # in the second epoch on an Intel Xeon with AMX, with the library as it was before the
+    # streaming data too; 1e-4 held on the AMD EPYC machines.
+    np.testing.assert_allclose(_losses(chief_dir), _losses(tmp_path), rtol=1e-3)
 
 
 @pytest.mark.slow
