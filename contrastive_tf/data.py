@@ -196,8 +196,7 @@ def load_data(
 
 def _resized(data: ImageData, size: int) -> ImageData:
     def resize(image, label):
-        image = tf.image.resize(image, [size, size], antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+        return _resized_to(image, (size, size)), label
 
     def apply(split: Split | None) -> Split | None:
         if split is None:
@@ -532,13 +531,12 @@ def _too_small(largest_side: int, image_size: int | None, where: str) -> None:
 
 
 def _folder_split(
-    files: list[str], labels: list[int], probe: _Probe, image_size: int | None, where: str
+    files: list[str], labels: list[int], probe: _Probe, size: tuple[int, int], host_crops: bool, where: str
 ) -> tuple[Split, list[str]]:
-    """A folder split decoded once into memory (today's small sets), or streamed: when its
-    images are larger than image_size (each view is then cropped from the original) or there
-    are too many to decode before the first step. Returns it and the files it could not decode."""
-    size = (image_size, image_size) if image_size else probe.size
-    host_crops = bool(image_size) and probe.largest_side > image_size
+    """A folder split decoded once into memory (today's small sets), or streamed: when
+    `host_crops` (its images are larger than image_size, and each view is cropped from the
+    original) or there are too many to decode before the first step. Returns it and the files
+    it could not decode."""
     if not (host_crops or streams_from_files(len(files), size[0] * size[1] * probe.channels)):
         return read_image_files(files, labels, probe.channels, size)
     stream = file_stream([str(path) for path in files], labels, where)
@@ -590,16 +588,16 @@ def _load_folder(root: storage.Location, image_size: int | None) -> ImageData:
     probe = _probe_images(train.files, root)
     _too_small(probe.largest_side, image_size, str(root))
     size = (image_size, image_size) if image_size else probe.size
-    train_split, failed = _folder_split(train.files, train.labels, probe, image_size, f"{root} (train)")
+    host_crops = bool(image_size) and probe.largest_side > image_size
+    train_split, failed = _folder_split(train.files, train.labels, probe, size, host_crops, f"{root} (train)")
     test_split = None
     if test_files:
-        test_split, failed_test = _folder_split(test_files, test_labels, probe, image_size, f"{root} (test)")
+        test_split, failed_test = _folder_split(test_files, test_labels, probe, size, host_crops, f"{root} (test)")
         failed += failed_test
     skipped.update(why_unreadable(path) for path in failed)
     count = f"{train_split.num_examples} images"
     if test_split is not None:
         count = f"{train_split.num_examples} train + {test_split.num_examples} test images"
-    host_crops = bool(image_size) and probe.largest_side > image_size
     if host_crops:
         count += ", streamed, each view cropped from the original"
     elif train_split.stream is not None:
@@ -720,7 +718,8 @@ def _load_tfds(
         raise UsageError(f"the images of {name} vary in size; set image_size (e.g. 224)")
     size = image_size or max(shape[:2])
     image_shape = (size, size, channels)
-    decode = evaluation_decoder(not fixed or max(shape[:2]) > size, image_shape)
+    host_crops = not fixed or max(shape[:2]) > size
+    decode = evaluation_decoder(host_crops, image_shape)
 
     def streamed(split_name: str | None) -> Split | None:
         if split_name is None:
@@ -736,7 +735,7 @@ def _load_tfds(
         train=streamed(train),
         test=streamed(test),
         class_names=tuple(features[label_key].names) if label_key else (),
-        host_crops=not fixed or max(shape[:2]) > size,
+        host_crops=host_crops,
     )
 
 

@@ -116,6 +116,13 @@ def file_stream(paths: list[str], labels: list[int], where: str) -> Stream:
     return Stream(positions, in_order, True, len(paths), SkippedFiles(where))
 
 
+def _numbered(records: tf.data.Dataset, first: int, shard: tuple[int, int]) -> tf.data.Dataset:
+    """(source, label, position) of worker `shard[1]`'s endless `records` from stream position
+    `first` on: its n-th record is position n x count + index, as a folder's are."""
+    count, index = shard
+    return records.enumerate().skip(first // count).map(lambda n, record: (*record, n * count + index))
+
+
 def record_stream(
     files: list[str], parse: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]], num_examples: int, where: str
 ) -> Stream:
@@ -140,8 +147,7 @@ def record_stream(
             )
             return records.shuffle(_RECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False)
 
-        records = tf.data.Dataset.range(_ENDLESS).flat_map(epoch).enumerate().skip(first // count)
-        return records.map(lambda position, record: (*parse(record), position * count + index))
+        return _numbered(tf.data.Dataset.range(_ENDLESS).flat_map(epoch).map(parse), first, shard)
 
     def in_order() -> tf.data.Dataset:
         return tf.data.TFRecordDataset(file_array).map(parse)
@@ -168,9 +174,7 @@ def tfds_stream(builder, split: str, image_key: str, label_key: str | None, wher
         config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=True, input_context=context)
         records = builder.as_dataset(split=split, shuffle_files=True, decoders=decoders, read_config=config)
         records = records.repeat().shuffle(_RECORD_SHUFFLE_BUFFER, seed=seed).map(labelled)
-        return (
-            records.enumerate().skip(first // count).map(lambda position, record: (*record, position * count + index))
-        )
+        return _numbered(records, first, shard)
 
     def in_order() -> tf.data.Dataset:
         return builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).map(labelled)

@@ -15,6 +15,7 @@ import dataclasses
 import tensorflow as tf
 
 from contrastive_tf.errors import UsageError, reason
+from contrastive_tf.host_crops import decode_image
 from contrastive_tf.streams import Stream, record_stream
 
 IMAGE_KEY = "image/encoded"
@@ -92,7 +93,7 @@ def read_shards(pattern: str, layout: RecordLayout) -> RecordSet:
     channels, largest_side = 1, 0
     for record in first[:_PROBED_RECORDS]:
         try:
-            image = tf.io.decode_image(layout.parse(record)[0], expand_animations=False)
+            image = decode_image(layout.parse(record)[0])
         except tf.errors.OpError:
             continue
         channels = 3 if image.shape[-1] >= 3 else channels
