@@ -1,5 +1,5 @@
-"""contrastive_tf: contrastive self-supervised learning (SimCLR, MoCo, BYOL, SimSiam, SupCon)
-in TensorFlow/Keras."""
+"""contrastive_tf: contrastive self-supervised learning in TensorFlow/Keras: SimCLR, MoCo,
+BYOL, SimSiam, SupCon, Barlow Twins, VICReg and NNCLR (`METHODS`)."""
 
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.config import PretrainConfig
@@ -9,13 +9,27 @@ from contrastive_tf.errors import UsageError
 from contrastive_tf.export import export_encoder
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.losses import nt_xent_loss
-from contrastive_tf.methods import BYOL, METHODS, ContrastiveModel, MoCo, SimCLR, SimSiam, SupCon, contrastive_model
+from contrastive_tf.methods import (
+    BYOL,
+    METHODS,
+    NNCLR,
+    BarlowTwins,
+    ContrastiveModel,
+    MoCo,
+    SimCLR,
+    SimSiam,
+    SupCon,
+    VICReg,
+    contrastive_model,
+)
 from contrastive_tf.pretraining import pretrain
 from contrastive_tf.run_folder import load_pretrained
 
 __all__ = [
     "BYOL",
     "METHODS",
+    "NNCLR",
+    "BarlowTwins",
     "ContrastiveModel",
     "MoCo",
     "PretrainConfig",
@@ -25,6 +39,7 @@ __all__ = [
     "SimSiam",
     "SupCon",
     "UsageError",
+    "VICReg",
     "build_encoder",
     "contrastive_model",
     "export_encoder",

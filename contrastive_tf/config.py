@@ -1,6 +1,7 @@
 """The settings of a pretraining run, each declared once: its default, its help text, the
-values it allows and its group. The command-line flags and the docs' flag table are made
-from these declarations, and `PretrainConfig.validate` checks them."""
+values it allows and its group (see `contrastive_tf.settings`). The method's own settings
+are declared by the methods and join the config here. The command-line flags and the docs'
+flag table are made from these declarations, and `PretrainConfig.validate` checks them."""
 
 from __future__ import annotations
 
@@ -11,44 +12,49 @@ from collections.abc import Callable
 from contrastive_tf.distribute import STRATEGIES
 from contrastive_tf.encoders import ENCODERS
 from contrastive_tf.errors import UsageError
-from contrastive_tf.methods import METHODS, check_method, setting_names
+from contrastive_tf.methods import METHODS, check_method, setting_fields, setting_names
 from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS
 from contrastive_tf.precision import PRECISIONS
+from contrastive_tf.settings import at_least, check_fields, positive, setting, within
 from contrastive_tf.tfrecords import IMAGE_KEY, LABEL_KEY
 
 GROUPS = ("data", "method", "optimisation", "augmentation", "run")
 
 
-def setting(
-    default: object,
-    help: str,
-    group: str,
-    *,
-    choices: tuple[str, ...] | None = None,
-    valid: tuple[Callable[[typing.Any], bool], str] | None = None,
-) -> typing.Any:
-    """A config field. `valid` is (test, rule): the test a set value must pass, and the rule
-    the error states ("must be > 0"); None (where allowed) always passes."""
-    return dataclasses.field(
-        default=default, metadata={"help": help, "group": group, "choices": choices, "valid": valid}
-    )
+def _method_field(name: str, declarations: list[tuple[str, dataclasses.Field]]) -> tuple[object, typing.Any]:
+    """The config field of the method setting `name`: unset by default (each method's own
+    default then), with the help text its declaration gives and each method's default."""
+    method, first = declarations[0]
+    kinds = {str(typing.get_type_hints(METHODS[m].Settings)[name]) for m, _ in declarations}
+    if len(kinds) > 1:
+        raise TypeError(f"methods declare {name} with different types: {', '.join(sorted(kinds))}")
+    kind = typing.get_type_hints(METHODS[method].Settings)[name]
+    defaults = ", ".join(f"{m} {'unset' if field.default is None else field.default}" for m, field in declarations)
+    help_text = f"{first.metadata['help']} Default: the method's ({defaults})."
+    return kind | None, setting(None, help_text, "method", choices=first.metadata["choices"])
 
 
-def positive(name: str = "> 0") -> tuple[Callable[[typing.Any], bool], str]:
-    return (lambda value: value > 0), f"must be {name}"
+def _with_method_settings(after: str) -> Callable[[type], type]:
+    """Adds to a config class, after its field `after`, a field for each setting some method
+    declares (see `contrastive_tf.methods.setting_fields`), so that a method's settings are
+    flags without being written twice."""
 
+    def add(cls: type) -> type:
+        annotations = {}
+        for name, kind in cls.__annotations__.items():
+            annotations[name] = kind
+            if name == after:
+                for setting_name, declarations in setting_fields().items():
+                    annotations[setting_name], field = _method_field(setting_name, declarations)
+                    setattr(cls, setting_name, field)
+        cls.__annotations__ = annotations
+        return cls
 
-def at_least(bound: float) -> tuple[Callable[[typing.Any], bool], str]:
-    return (lambda value: value >= bound), f"must be >= {bound}"
-
-
-def within(low: float, high: float, low_open: bool = False) -> tuple[Callable[[typing.Any], bool], str]:
-    if low_open:
-        return (lambda value: low < value <= high), f"must be in ({low}, {high}]"
-    return (lambda value: low <= value <= high), f"must be in [{low}, {high}]"
+    return add
 
 
 @dataclasses.dataclass
+@_with_method_settings(after="pooling_grid")
 class PretrainConfig:
     """Everything a pretraining run needs; `pretrain(PretrainConfig(...))` runs it.
 
@@ -114,63 +120,6 @@ class PretrainConfig:
         "average pooling (as every ResNet), 2: also where in the image each feature fired.",
         "method",
         valid=at_least(1),
-    )
-    projection_layers: int | None = setting(
-        None, "Projection head layers (2: SimCLR v1, 3: v2); default: the method's.", "method", valid=at_least(1)
-    )
-    projection_dim: int | None = setting(
-        None, "Projection (z) dimension; default: the method's.", "method", valid=at_least(1)
-    )
-    projection_hidden_dim: int | None = setting(
-        None,
-        "Width of the projection head's hidden layers; default: the method's (simclr, moco, supcon: as wide as h).",
-        "method",
-        valid=at_least(1),
-    )
-    predictor_hidden_dim: int | None = setting(
-        None,
-        "Width of the predictor's hidden layer (byol, simsiam, nnclr); default: the method's.",
-        "method",
-        valid=at_least(1),
-    )
-    temperature: float | None = setting(
-        None,
-        "Temperature tau of NT-Xent (simclr), InfoNCE (moco), SupCon and NNCLR; default: the method's.",
-        "method",
-        valid=positive(),
-    )
-    target_momentum: float | None = setting(
-        None,
-        "Momentum of MoCo's key / BYOL's target network; default: the method's.",
-        "method",
-        valid=within(0, 1),
-    )
-    asymmetric_views: bool | None = setting(
-        None,
-        "Draw the two views differently, as BYOL does (blur 1.0 / 0.1, solarize 0 / 0.2): byol, barlow_twins, "
-        "vicreg, nnclr; default: the method's.",
-        "method",
-    )
-    queue_size: int | None = setting(
-        None, "MoCo's queue of negatives, NNCLR's support set; default: the method's.", "method", valid=at_least(1)
-    )
-    redundancy_weight: float | None = setting(
-        None,
-        "Barlow Twins' lambda, the weight of the off-diagonal (redundancy) terms; default: the method's.",
-        "method",
-        valid=at_least(0),
-    )
-    invariance_weight: float | None = setting(
-        None,
-        "VICReg's weight of the invariance (mean squared error) term; default: the method's.",
-        "method",
-        valid=at_least(0),
-    )
-    variance_weight: float | None = setting(
-        None, "VICReg's weight of the variance (std hinge) term; default: the method's.", "method", valid=at_least(0)
-    )
-    covariance_weight: float | None = setting(
-        None, "VICReg's weight of the covariance term; default: the method's.", "method", valid=at_least(0)
     )
     # Optimisation.
     batch_size: int = setting(
@@ -261,15 +210,7 @@ class PretrainConfig:
     def validate(self) -> None:
         """UsageError naming the first setting that cannot work. (Precision and jit_compile
         are checked as they are resolved for the hardware.)"""
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value is None:
-                continue
-            choices, valid = field.metadata["choices"], field.metadata["valid"]
-            if choices and value not in choices:
-                raise UsageError(f"unknown {field.name} {value!r}; choose one of {', '.join(choices)}")
-            if valid and not valid[0](value):
-                raise UsageError(f"{field.name} {valid[1]}, got {value}")
+        check_fields(self)
         unused = [name for name in sorted(setting_names()) if getattr(self, name, None) is not None]
         unused = [name for name in unused if name not in self.method_settings()]
         if unused:

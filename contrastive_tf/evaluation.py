@@ -85,9 +85,7 @@ def split_labels(split: Split) -> np.ndarray:
     return np.concatenate([np.zeros(0, np.int64), *labels.batch(65_536).as_numpy_iterator()])
 
 
-def labelled_data(
-    dataset: str, data_dir: str | None, image_shape: tuple[int, int, int], **source_options
-) -> ImageData:
+def labelled_data(dataset: str, data_dir: str | None, image_shape: tuple[int, int, int], **source_options) -> ImageData:
     """`dataset` at an encoder's image size, checked to hold what an evaluation needs:
     labels and a test split. UsageError otherwise. `source_options`: `load_data`'s
     `SOURCE_OPTIONS` (splits, TFRecord keys)."""

@@ -29,9 +29,7 @@ def _finish(figure: Figure, path: str | os.PathLike | None) -> Figure:
     return figure
 
 
-def plot_view_pairs(
-    images, augmenter, path: str | os.PathLike | None = None, count: int = 8, crops=None
-) -> Figure:
+def plot_view_pairs(images, augmenter, path: str | os.PathLike | None = None, count: int = 8, crops=None) -> Figure:
     """A grid where each row is an original image and two augmented views of it.
 
     Args:

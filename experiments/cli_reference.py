@@ -78,8 +78,7 @@ def _method_defaults() -> list[str]:
     for name in names:
         values = [model_class.settings().get(name, "-") for model_class in METHODS.values()]
         cells = ["as wide as h" if value is None else str(value) for value in values]
-        label = f"`--{name}`" if name in _PRETRAIN_GROUPS else f"`{name}` (Python only)"
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| `--{name}` | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

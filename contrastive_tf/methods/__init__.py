@@ -1,11 +1,15 @@
-"""Every method by name. A method is one module here holding a `ContrastiveModel` whose
-`train_step` is the method, whose `create` builds it the paper's way with the method's own
-defaults, and whose `check` refuses settings it cannot train with; `METHODS` names it.
+"""Every method by name. A method is one module here holding its settings (a
+`MethodSettings` dataclass: each setting declared once, with its default, help and rule)
+and a `ContrastiveModel` whose `train_step` is the method, whose `from_settings` builds it
+the paper's way, and whose `check` refuses settings it cannot train with; `METHODS` names it.
 
-Adding a method is one new module and one line in `METHODS`.
+Adding a method is one new module and one line in `METHODS`: its settings become flags of
+`experiments.pretrain` and rows of docs/cli.md by themselves.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import keras
 
@@ -15,6 +19,7 @@ from contrastive_tf.methods.base import ContrastiveModel
 from contrastive_tf.methods.byol import BYOL
 from contrastive_tf.methods.moco import MoCo
 from contrastive_tf.methods.nnclr import NNCLR
+from contrastive_tf.methods.settings import MethodSettings
 from contrastive_tf.methods.simclr import SimCLR, SupCon
 from contrastive_tf.methods.simsiam import SimSiam
 from contrastive_tf.methods.vicreg import VICReg
@@ -41,6 +46,16 @@ def method_class(method: str) -> type[ContrastiveModel]:
 def setting_names() -> set[str]:
     """The names of the settings some method has (temperature, queue_size, ...)."""
     return set().union(*(model_class.settings() for model_class in METHODS.values()))
+
+
+def setting_fields() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Each setting some method has, with (method, its declaration) for every method that
+    has it, in the order the methods declare them."""
+    fields: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for method, model_class in METHODS.items():
+        for field in dataclasses.fields(model_class.Settings):
+            fields.setdefault(field.name, []).append((method, field))
+    return fields
 
 
 def check_method(method: str, batch_size: int, num_views: int = 2, **settings) -> None:
@@ -80,18 +95,16 @@ def contrastive_model(
         num_views: views per image; more than 2 only for methods whose loss takes them.
         num_classes: classes of the online linear probe; None turns it off.
         total_steps: the training length, for schedules such as BYOL's momentum.
-        **settings: the method's own, with its defaults where left out:
-            `METHODS[method].settings()` lists them (temperature, target_momentum,
-            queue_size, redundancy_weight, projection_layers, projection_dim, ...).
+        **settings: the method's own (the fields of `METHODS[method].Settings`), with its
+            defaults where left out: temperature, target_momentum, queue_size,
+            redundancy_weight, projection_layers, projection_dim, ...
 
     Example:
         >>> model = contrastive_model("byol", small_cnn(), SimCLRAugment(seed=0), total_steps=1400)
         >>> model.compile(optimizer="adam")
     """
     _check_views(method, num_views)
-    model_class = method_class(method)
-    model_class.check_names(settings)
-    return model_class.create(
+    return method_class(method).create(
         encoder, augmenter, num_views=num_views, num_classes=num_classes, total_steps=total_steps, **settings
     )
 
@@ -100,6 +113,7 @@ __all__ = [
     "BYOL",
     "METHODS",
     "NNCLR",
+    "MethodSettings",
     "BarlowTwins",
     "ContrastiveModel",
     "MoCo",

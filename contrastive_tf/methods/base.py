@@ -1,9 +1,9 @@
 """The model every method builds on: the encoder, the views, the online probe, the update
-step, metrics and saving, and how a method declares its own settings."""
+step, metrics and saving, and how a method takes its own settings."""
 
 from __future__ import annotations
 
-import inspect
+from typing import ClassVar
 
 import keras
 import tensorflow as tf
@@ -11,11 +11,8 @@ import tensorflow as tf
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.data import to_unit_range
 from contrastive_tf.distribute import minimize, step_logs
-from contrastive_tf.errors import UsageError
 from contrastive_tf.losses import mean_cross_entropy
-
-# The arguments of `create` that every method takes; the others are the method's own settings.
-COMMON_ARGUMENTS = ("encoder", "augmenter", "num_views", "num_classes", "total_steps")
+from contrastive_tf.methods.settings import MethodSettings
 
 
 class ContrastiveModel(keras.Model):
@@ -27,7 +24,16 @@ class ContrastiveModel(keras.Model):
     With labels and `num_classes`, an online linear probe is trained on the frozen
     representation (`stop_gradient(h)`) and its accuracy logged as `probe_accuracy`:
     a free, running estimate of representation quality.
+
+    A method declares its own settings once, as the fields of its `Settings`; its model
+    takes the non-structural ones as keyword arguments (with the declared defaults), holds
+    them as attributes and saves them. `total_steps`, the length of training, is for
+    schedules such as BYOL's momentum.
     """
+
+    Settings: ClassVar[type[MethodSettings]] = MethodSettings
+    # Names an older version saved a setting under, and the setting's name now.
+    renamed_settings: ClassVar[dict[str, str]] = {}
 
     # Constructor arguments that are layers, serialised as such by `get_config`; a method
     # whose second view may be drawn differently adds "second_augmenter".
@@ -44,13 +50,20 @@ class ContrastiveModel(keras.Model):
         num_views: int = 2,
         num_classes: int | None = None,
         second_augmenter: keras.layers.Layer | None = None,
+        total_steps: int = 1000,
         **kwargs,
     ):
+        own = {name: kwargs.pop(name) for name in self.Settings.model_names() if name in kwargs}
         super().__init__(**kwargs)
+        for name, value in self.Settings.of(**own).model_arguments().items():
+            setattr(self, name, value)
         if num_views < 2:
             raise ValueError(f"`num_views` must be >= 2; received num_views={num_views}.")
         if num_views > 2 and not self.multi_view:
             raise ValueError(f"{type(self).__name__} compares two views; received num_views={num_views}.")
+        if total_steps < 1:
+            raise ValueError(f"`total_steps` must be >= 1; received total_steps={total_steps}.")
+        self.total_steps = total_steps
         self.encoder, self.augmenter, self.second_augmenter = encoder, augmenter, second_augmenter
         self.num_views, self.num_classes = num_views, num_classes
         self.probe = keras.layers.Dense(num_classes, name="linear_probe") if num_classes else None
@@ -67,33 +80,31 @@ class ContrastiveModel(keras.Model):
         num_views: int = 2,
         num_classes: int | None = None,
         total_steps: int = 1000,
+        **settings,
     ) -> ContrastiveModel:
-        """The method as its paper builds it around `encoder`: its heads, and its own
-        settings as keyword arguments whose defaults are the method's."""
+        """The method as its paper builds it around `encoder`, from `settings` (the fields of
+        its `Settings`; its defaults for those left out)."""
+        common = {"num_views": num_views, "num_classes": num_classes, "total_steps": total_steps}
+        return cls.from_settings(encoder, augmenter, cls.Settings.of(**settings), **common)
+
+    @classmethod
+    def from_settings(
+        cls, encoder: keras.Model, augmenter: keras.layers.Layer, settings: MethodSettings, **common
+    ) -> ContrastiveModel:
+        """The method's heads and views made from `settings` around `encoder`; `common` are
+        the constructor arguments every method takes (num_views, num_classes, total_steps)."""
         raise NotImplementedError(f"{cls.__name__} does not say how it is built")
 
     @classmethod
     def settings(cls) -> dict[str, object]:
-        """The method's own settings (the keyword arguments of `create` beyond the common
-        ones) and their defaults."""
-        parameters = inspect.signature(cls.create).parameters.values()
-        return {p.name: p.default for p in parameters if p.name not in COMMON_ARGUMENTS and p.kind == p.KEYWORD_ONLY}
+        """The method's own settings and their defaults."""
+        return cls.Settings.defaults()
 
     @classmethod
-    def check_names(cls, settings: dict) -> None:
-        """UsageError if `settings` names one this method does not have."""
-        unknown = sorted(set(settings) - set(cls.settings()))
-        if unknown:
-            raise UsageError(
-                f"{cls.__name__.lower()} has no setting {unknown[0]}; its settings are: "
-                f"{', '.join(cls.settings()) or 'none'}"
-            )
-
-    @classmethod
-    def check(cls, batch_size: int, **settings) -> None:
-        """UsageError naming the first of this method's settings it cannot train with on
-        batches of `batch_size` images; `settings` override the method's defaults."""
-        cls.check_names(settings)
+    def check(cls, batch_size: int, **settings) -> MethodSettings:
+        """The method's settings (`settings` over its defaults); UsageError naming the first
+        it does not have or cannot train with on batches of `batch_size` images."""
+        return cls.Settings.of(**settings)
 
     def _build_now(self) -> None:
         """Builds the whole model when the encoder knows its input shape, so that a saved
@@ -182,10 +193,15 @@ class ContrastiveModel(keras.Model):
 
     def get_config(self):
         config = {**super().get_config(), "num_views": self.num_views, "num_classes": self.num_classes}
+        config["total_steps"] = self.total_steps
+        config |= {name: getattr(self, name) for name in self.Settings.model_names()}
         return config | {key: keras.saving.serialize_keras_object(getattr(self, key)) for key in self.layer_args}
 
     @classmethod
     def from_config(cls, config):
+        for old, new in cls.renamed_settings.items():
+            if old in config:
+                config[new] = config.pop(old)
         for key in cls.layer_args:
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

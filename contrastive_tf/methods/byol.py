@@ -4,13 +4,32 @@ momentum rises from 0.996 to 1 over training. No negatives."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from contrastive_tf.heads import ProjectionHead, prediction_head
 from contrastive_tf.losses import normalized_regression_loss
+from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
 from contrastive_tf.methods.momentum import MomentumNetwork, byol_momentum
+
+
+@dataclasses.dataclass(frozen=True)
+class BYOLSettings(settings.MethodSettings):
+    """BYOL's settings: the paper's networks (`byol/utils/networks.py`, MLP), projector and
+    predictor Dense(4096)-BN-ReLU-Dense(256), the same on ImageNet and CIFAR (solo-learn's
+    `scripts/pretrain/cifar/byol.yaml`); the target's momentum from 0.996 to 1; the views
+    drawn as the paper's (`byol/utils/augmentations.py`, see `asymmetric_augmenters`)."""
+
+    method = "byol"
+    target_momentum: float = settings.target_momentum(0.996)
+    projection_layers: int = settings.projection_layers(2)
+    projection_dim: int = settings.projection_dim(256)
+    projection_hidden_dim: int | None = settings.projection_hidden_dim(4096)
+    predictor_hidden_dim: int = settings.predictor_hidden_dim(4096)
+    asymmetric_views: bool = settings.asymmetric_views(True)
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -24,14 +43,16 @@ class BYOL(ContrastiveModel):
         encoder, projection_head, augmenter: as in `SimCLR` (the paper's head is
             Dense(4096)-BN-ReLU-Dense(256), see `create`).
         predictor: q, z -> z, the same MLP; see `heads.prediction_head`.
-        second_augmenter: draws the second view; None draws both with `augmenter`.
-        base_momentum: the target's momentum at the first step; it rises to 1 along a
-            cosine over `total_steps`.
-        total_steps: the length of training, for the momentum schedule.
         num_classes: classes of the online probe; None turns it off.
         num_views: 2.
+        second_augmenter: draws the second view; None draws both with `augmenter`.
+        total_steps: the length of training, over which the momentum rises from
+            `target_momentum` to 1 along a cosine.
+        target_momentum: see `BYOLSettings`.
     """
 
+    Settings = BYOLSettings
+    renamed_settings = {"base_momentum": "target_momentum"}
     layer_args = ("encoder", "projection_head", "predictor", "augmenter", "second_augmenter")
 
     def __init__(
@@ -40,57 +61,30 @@ class BYOL(ContrastiveModel):
         projection_head: keras.layers.Layer,
         predictor: keras.layers.Layer,
         augmenter: keras.layers.Layer,
-        base_momentum: float = 0.996,
-        total_steps: int = 1000,
         num_classes: int | None = None,
         num_views: int = 2,
         second_augmenter: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, second_augmenter, **kwargs)
-        if not 0 <= base_momentum <= 1:
-            raise ValueError(f"`base_momentum` must be in [0, 1]; received base_momentum={base_momentum}.")
-        if total_steps < 1:
-            raise ValueError(f"`total_steps` must be >= 1; received total_steps={total_steps}.")
         self.projection_head, self.predictor = projection_head, predictor
-        self.base_momentum, self.total_steps = base_momentum, total_steps
         self.target_network = MomentumNetwork(encoder, projection_head, name="target_network")
         self._build_now()
 
     @classmethod
-    def create(
-        cls,
-        encoder: keras.Model,
-        augmenter: keras.layers.Layer,
-        *,
-        num_views: int = 2,
-        num_classes: int | None = None,
-        total_steps: int = 1000,
-        target_momentum: float = 0.996,
-        projection_layers: int = 2,
-        projection_dim: int = 256,
-        projection_hidden_dim: int = 4096,
-        predictor_hidden_dim: int = 4096,
-        asymmetric_views: bool = True,
-    ) -> BYOL:
-        """BYOL with the paper's networks (`byol/utils/networks.py`, MLP): projector and
-        predictor are Dense(4096)-BN-ReLU-Dense(256), BN on the hidden layer only and no
-        bias on the output; the sizes are the same on ImageNet and CIFAR (solo-learn's
-        `scripts/pretrain/cifar/byol.yaml`).
-
-        With `asymmetric_views` and a `SimCLRAugment`, the views are drawn as the paper's
-        (`byol/utils/augmentations.py`; see `asymmetric_augmenters`)."""
+    def from_settings(cls, encoder, augmenter, settings: BYOLSettings, **common) -> BYOL:
+        """Projector and predictor with BN on the hidden layer only and no bias on the output."""
         head = ProjectionHead(
-            projection_layers,
-            projection_dim,
-            projection_hidden_dim,
+            settings.projection_layers,
+            settings.projection_dim,
+            settings.projection_hidden_dim,
             batch_norm=True,
             output_norm=False,
             output_bias=False,
         )
-        predictor = prediction_head(projection_dim, predictor_hidden_dim, output_bias=False)
-        augmenter, second = asymmetric_augmenters(augmenter, asymmetric_views)
-        return cls(encoder, head, predictor, augmenter, target_momentum, total_steps, num_classes, num_views, second)
+        predictor = prediction_head(settings.projection_dim, settings.predictor_hidden_dim, output_bias=False)
+        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views)
+        return cls(encoder, head, predictor, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 
     def heads(self):
         return [self.projection_head, self.predictor]
@@ -111,10 +105,7 @@ class BYOL(ContrastiveModel):
             loss = sum(normalized_regression_loss(p, z) for p, z in zip(predictions, targets))
             total = loss + self.probe_loss(h[0], labels)
         self.minimize(tape, total)
-        momentum = byol_momentum(self.optimizer.iterations, self.total_steps, self.base_momentum)
+        momentum = byol_momentum(self.optimizer.iterations, self.total_steps, self.target_momentum)
         self.target_network.update(self.encoder, self.projection_head, momentum)
         self.loss_tracker.update_state(loss)
         return self._logs()
-
-    def get_config(self):
-        return {**super().get_config(), "base_momentum": self.base_momentum, "total_steps": self.total_steps}

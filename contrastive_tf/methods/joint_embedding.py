@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.methods.base import ContrastiveModel
+from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
 
 
 def expander(num_layers: int, output_dim: int, hidden_dim: int) -> ProjectionHead:
@@ -47,6 +47,15 @@ class JointEmbeddingModel(ContrastiveModel):
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, second_augmenter, **kwargs)
         self.projection_head = projection_head
+        self._build_now()
+
+    @classmethod
+    def from_settings(cls, encoder, augmenter, settings, **common) -> JointEmbeddingModel:
+        """The method with its `expander` and, with `asymmetric_views` and a `SimCLRAugment`,
+        the views drawn as BYOL's (see `asymmetric_augmenters`)."""
+        head = expander(settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim)
+        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views)
+        return cls(encoder, head, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 
     def heads(self):
         return [self.projection_head]

@@ -3,15 +3,40 @@ from its momentum copy, and InfoNCE against a queue of the keys of recent batche
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from contrastive_tf.errors import UsageError
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.losses import check_temperature, info_nce_logits, mean_cross_entropy
+from contrastive_tf.losses import info_nce_logits, mean_cross_entropy
+from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel
 from contrastive_tf.methods.momentum import MomentumNetwork
 from contrastive_tf.methods.queue import KeyQueue, check_queue_size
+from contrastive_tf.settings import at_least, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class MoCoSettings(settings.MethodSettings):
+    """MoCo v2's settings: InfoNCE at 0.2, a queue of 4096 keys, and its MLP head; key
+    momentum 0.99 suits short runs (the paper: 0.999 over 800 epochs)."""
+
+    method = "moco"
+    temperature: float = settings.temperature(0.2)
+    target_momentum: float = settings.target_momentum(0.99)
+    queue_size: int = settings.queue_size(4096)
+    bn_groups: int = setting(
+        4,
+        "MoCo's shuffling batch norm on one device: both networks normalise this many groups of the batch "
+        "separately, the keys' groups a random reordering of the queries'; each replica's batch needs 2 images "
+        "per group.",
+        valid=at_least(1),
+    )
+    projection_layers: int = settings.projection_layers(2)
+    projection_dim: int = settings.projection_dim(128)
+    projection_hidden_dim: int | None = settings.projection_hidden_dim(None)
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -32,16 +57,13 @@ class MoCo(ContrastiveModel):
 
     Args:
         encoder, projection_head, augmenter: as in `SimCLR`.
-        temperature: InfoNCE's tau > 0; 0.2 in MoCo v2.
-        momentum: m in [0, 1] of the key network, w <- m w + (1 - m) w_online; 0.999 in
-            the paper for 800 epochs, lower for short runs.
-        queue_size: negatives K.
         num_classes: classes of the online probe; None turns it off.
         num_views: 2; MoCo compares a query with one key.
-        bn_groups: groups with their own batch statistics; each replica's batch must
-            hold at least 2 images per group.
+        temperature, target_momentum, queue_size, bn_groups: see `MoCoSettings`.
     """
 
+    Settings = MoCoSettings
+    renamed_settings = {"momentum": "target_momentum"}
     layer_args = ("encoder", "projection_head", "augmenter")
 
     def __init__(
@@ -49,60 +71,32 @@ class MoCo(ContrastiveModel):
         encoder: keras.Model,
         projection_head: keras.layers.Layer,
         augmenter: keras.layers.Layer,
-        temperature: float = 0.2,
-        momentum: float = 0.99,
-        queue_size: int = 4096,
         num_classes: int | None = None,
         num_views: int = 2,
-        bn_groups: int = 4,
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
-        if bn_groups < 1:
-            raise ValueError(f"`bn_groups` must be >= 1; received bn_groups={bn_groups}.")
-        self.bn_groups = bn_groups
-        check_temperature(temperature)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"`momentum` must be in [0, 1]; received momentum={momentum}.")
-        self.projection_head, self.temperature, self.momentum = projection_head, temperature, momentum
+        self.projection_head = projection_head
         self.key_network = MomentumNetwork(encoder, projection_head, name="key_network")
-        self.queue = KeyQueue(queue_size, name="queue")
+        self.queue = KeyQueue(self.queue_size, name="queue")
         self.contrastive_accuracy = keras.metrics.SparseCategoricalAccuracy(name="contrastive_accuracy")
         self._build_now()
 
     @classmethod
-    def create(
-        cls,
-        encoder: keras.Model,
-        augmenter: keras.layers.Layer,
-        *,
-        num_views: int = 2,
-        num_classes: int | None = None,
-        total_steps: int = 1000,
-        temperature: float = 0.2,
-        target_momentum: float = 0.99,
-        queue_size: int = 4096,
-        bn_groups: int = 4,
-        projection_layers: int = 2,
-        projection_dim: int = 128,
-        projection_hidden_dim: int | None = None,
-    ) -> MoCo:
-        """MoCo v2 with its MLP head; momentum 0.99 suits short runs (the paper: 0.999)."""
-        head = ProjectionHead(projection_layers, projection_dim, projection_hidden_dim)
-        return cls(
-            encoder, head, augmenter, temperature, target_momentum, queue_size, num_classes, num_views, bn_groups
-        )
+    def from_settings(cls, encoder, augmenter, settings: MoCoSettings, **common) -> MoCo:
+        head = ProjectionHead(settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim)
+        return cls(encoder, head, augmenter, **common, **settings.model_arguments())
 
     @classmethod
-    def check(cls, batch_size: int, **settings) -> None:
-        super().check(batch_size, **settings)
-        settings = {**cls.settings(), **settings}
-        groups, queue_size = settings["bn_groups"], settings["queue_size"]
-        if batch_size < 2 * groups:
+    def check(cls, batch_size: int, **settings) -> MoCoSettings:
+        own = super().check(batch_size, **settings)
+        if batch_size < 2 * own.bn_groups:
             raise UsageError(
-                f"moco needs batch_size >= {2 * groups} ({groups} batch-norm groups of 2), got {batch_size}"
+                f"moco needs batch_size >= {2 * own.bn_groups} ({own.bn_groups} batch-norm groups of 2), "
+                f"got {batch_size}"
             )
-        check_queue_size("moco", queue_size, batch_size)
+        check_queue_size("moco", own.queue_size, batch_size)
+        return own
 
     def heads(self):
         return [self.projection_head]
@@ -129,7 +123,7 @@ class MoCo(ContrastiveModel):
             loss = mean_cross_entropy(targets, logits)
             total = loss + self.probe_loss(h, labels)
         self.minimize(tape, total)
-        self.key_network.update(self.encoder, self.projection_head, self.momentum)
+        self.key_network.update(self.encoder, self.projection_head, self.target_momentum)
         self.queue.enqueue(keys)
         self.loss_tracker.update_state(loss)
         self.contrastive_accuracy.update_state(targets, logits)
@@ -152,12 +146,3 @@ class MoCo(ContrastiveModel):
         reordered = tf.gather(views, order)
         outputs = [network(reordered[bounds[i] : bounds[i + 1]], training=True) for i in range(self.bn_groups)]
         return tf.gather(tf.concat(outputs, axis=0), tf.math.invert_permutation(order))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "bn_groups": self.bn_groups,
-            "temperature": self.temperature,
-            "momentum": self.momentum,
-            "queue_size": self.queue.size,
-        }

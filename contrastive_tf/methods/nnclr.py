@@ -4,13 +4,34 @@ projections of recent batches."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from contrastive_tf.heads import ProjectionHead, prediction_head
-from contrastive_tf.losses import check_temperature, nnclr_loss
+from contrastive_tf.losses import nnclr_loss
+from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
 from contrastive_tf.methods.queue import KeyQueue, check_queue_size
+
+
+@dataclasses.dataclass(frozen=True)
+class NNCLRSettings(settings.MethodSettings):
+    """NNCLR's settings: the paper's networks, temperature and support set of 98,304; a
+    projector of three Dense layers [2048, 2048, 256] and a predictor
+    Dense(4096)-BN-ReLU-Dense(256). On CIFAR-10 solo-learn (`scripts/pretrain/cifar/nnclr.yaml`)
+    keeps these sizes, with temperature 0.2 and a support set of 65,536. The views are drawn
+    as BYOL's (see `asymmetric_augmenters`)."""
+
+    method = "nnclr"
+    temperature: float = settings.temperature(0.1)
+    queue_size: int = settings.queue_size(98304)
+    projection_layers: int = settings.projection_layers(3)
+    projection_dim: int = settings.projection_dim(256)
+    projection_hidden_dim: int | None = settings.projection_hidden_dim(2048)
+    predictor_hidden_dim: int = settings.predictor_hidden_dim(4096)
+    asymmetric_views: bool = settings.asymmetric_views(True)
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -28,13 +49,14 @@ class NNCLR(ContrastiveModel):
         encoder, projection_head, augmenter: as in `SimCLR` (the paper's head has three
             layers, each with batch norm, see `create`).
         predictor: q, z -> z; see `heads.prediction_head`.
-        temperature: tau > 0.
-        queue_size: the support set's size; at least the global batch size.
         num_classes: classes of the online probe; None turns it off.
         num_views: 2.
         second_augmenter: draws the second view; None draws both with `augmenter`.
+        temperature: tau > 0.
+        queue_size: the support set's size; at least the global batch size.
     """
 
+    Settings = NNCLRSettings
     layer_args = ("encoder", "projection_head", "predictor", "augmenter", "second_augmenter")
 
     def __init__(
@@ -43,51 +65,31 @@ class NNCLR(ContrastiveModel):
         projection_head: keras.layers.Layer,
         predictor: keras.layers.Layer,
         augmenter: keras.layers.Layer,
-        temperature: float = 0.1,
-        queue_size: int = 98304,
         num_classes: int | None = None,
         num_views: int = 2,
         second_augmenter: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, second_augmenter, **kwargs)
-        check_temperature(temperature)
-        self.projection_head, self.predictor, self.temperature = projection_head, predictor, temperature
-        self.support_set = KeyQueue(queue_size, name="support_set")
+        self.projection_head, self.predictor = projection_head, predictor
+        self.support_set = KeyQueue(self.queue_size, name="support_set")
         self._build_now()
 
     @classmethod
-    def create(
-        cls,
-        encoder: keras.Model,
-        augmenter: keras.layers.Layer,
-        *,
-        num_views: int = 2,
-        num_classes: int | None = None,
-        total_steps: int = 1000,
-        temperature: float = 0.1,
-        queue_size: int = 98304,
-        projection_layers: int = 3,
-        projection_dim: int = 256,
-        projection_hidden_dim: int = 2048,
-        predictor_hidden_dim: int = 4096,
-        asymmetric_views: bool = True,
-    ) -> NNCLR:
-        """NNCLR with the paper's networks, temperature and support set of 98,304: a
-        projector of three Dense layers [2048, 2048, 256], each followed by batch norm (the
-        last without a learned shift here), and a predictor Dense(4096)-BN-ReLU-Dense(256).
-        On CIFAR-10 solo-learn (`scripts/pretrain/cifar/nnclr.yaml`) keeps these sizes, with
-        temperature 0.2 and a support set of 65,536. With `asymmetric_views` and a
-        `SimCLRAugment`, the views are drawn as BYOL's (see `asymmetric_augmenters`)."""
-        head = ProjectionHead(projection_layers, projection_dim, projection_hidden_dim, batch_norm=True)
-        predictor = prediction_head(projection_dim, predictor_hidden_dim)
-        augmenter, second = asymmetric_augmenters(augmenter, asymmetric_views)
-        return cls(encoder, head, predictor, augmenter, temperature, queue_size, num_classes, num_views, second)
+    def from_settings(cls, encoder, augmenter, settings: NNCLRSettings, **common) -> NNCLR:
+        """Each projector layer followed by batch norm (the last without a learned shift here)."""
+        head = ProjectionHead(
+            settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim, batch_norm=True
+        )
+        predictor = prediction_head(settings.projection_dim, settings.predictor_hidden_dim)
+        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views)
+        return cls(encoder, head, predictor, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 
     @classmethod
-    def check(cls, batch_size: int, **settings) -> None:
-        super().check(batch_size, **settings)
-        check_queue_size("nnclr", {**cls.settings(), **settings}["queue_size"], batch_size)
+    def check(cls, batch_size: int, **settings) -> NNCLRSettings:
+        own = super().check(batch_size, **settings)
+        check_queue_size("nnclr", own.queue_size, batch_size)
+        return own
 
     def heads(self):
         return [self.projection_head, self.predictor]
@@ -115,6 +117,3 @@ class NNCLR(ContrastiveModel):
         self.support_set.enqueue(z_a)
         self.loss_tracker.update_state(loss)
         return self._logs()
-
-    def get_config(self):
-        return {**super().get_config(), "temperature": self.temperature, "queue_size": self.support_set.size}

@@ -8,18 +8,36 @@ averages move once per step."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.losses import (
-    check_temperature,
-    mean_cross_entropy,
-    multiview_nt_xent_loss,
-    nt_xent_logits,
-    supcon_loss,
-)
+from contrastive_tf.losses import mean_cross_entropy, multiview_nt_xent_loss, nt_xent_logits, supcon_loss
+from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel
+
+
+@dataclasses.dataclass(frozen=True)
+class SimCLRSettings(settings.MethodSettings):
+    """SimCLR's settings. Temperature 0.2 suits short runs on small batches; the paper's
+    CIFAR-10 recipe uses 0.5 and ImageNet's 0.1. Its MLP head is two layers (v1), as wide
+    as h, to a 128-d z."""
+
+    method = "simclr"
+    temperature: float = settings.temperature(0.2)
+    projection_layers: int = settings.projection_layers(2)
+    projection_dim: int = settings.projection_dim(128)
+    projection_hidden_dim: int | None = settings.projection_hidden_dim(None)
+
+
+@dataclasses.dataclass(frozen=True)
+class SupConSettings(SimCLRSettings):
+    """SupCon's settings: SimCLR's, at the paper's temperature."""
+
+    method = "supcon"
+    temperature: float = settings.temperature(0.1)
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -39,9 +57,9 @@ class SimCLR(ContrastiveModel):
         encoder: images [B, H, W, C] in [0, 1] -> representation h [B, D].
         projection_head: h -> z.
         augmenter: images -> one random view; called once per view.
-        temperature: NT-Xent tau > 0.
         num_classes: classes of the online probe; None turns the probe off.
         num_views: views per image, >= 2.
+        temperature: NT-Xent tau > 0 (see `SimCLRSettings`).
 
     Example:
         >>> model = SimCLR(small_cnn(), ProjectionHead(), SimCLRAugment(), temperature=0.5)
@@ -49,6 +67,7 @@ class SimCLR(ContrastiveModel):
         >>> model.fit(images_and_labels, epochs=10)
     """
 
+    Settings = SimCLRSettings
     layer_args = ("encoder", "projection_head", "augmenter")
     multi_view = True
 
@@ -57,35 +76,19 @@ class SimCLR(ContrastiveModel):
         encoder: keras.Model,
         projection_head: keras.layers.Layer,
         augmenter: keras.layers.Layer,
-        temperature: float = 0.5,
         num_classes: int | None = None,
         num_views: int = 2,
         **kwargs,
     ):
         super().__init__(encoder, augmenter, num_views, num_classes, **kwargs)
-        check_temperature(temperature)
-        self.projection_head, self.temperature = projection_head, temperature
+        self.projection_head = projection_head
         self.contrastive_accuracy = keras.metrics.SparseCategoricalAccuracy(name="contrastive_accuracy")
         self._build_now()
 
     @classmethod
-    def create(
-        cls,
-        encoder: keras.Model,
-        augmenter: keras.layers.Layer,
-        *,
-        num_views: int = 2,
-        num_classes: int | None = None,
-        total_steps: int = 1000,
-        temperature: float = 0.2,
-        projection_layers: int = 2,
-        projection_dim: int = 128,
-        projection_hidden_dim: int | None = None,
-    ) -> SimCLR:
-        """SimCLR with its MLP head. Temperature 0.2 suits short runs on small batches;
-        the paper's CIFAR-10 recipe uses 0.5 and ImageNet's 0.1."""
-        head = ProjectionHead(projection_layers, projection_dim, projection_hidden_dim)
-        return cls(encoder, head, augmenter, temperature, num_classes=num_classes, num_views=num_views)
+    def from_settings(cls, encoder, augmenter, settings: SimCLRSettings, **common) -> SimCLR:
+        head = ProjectionHead(settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim)
+        return cls(encoder, head, augmenter, **common, **settings.model_arguments())
 
     def heads(self):
         return [self.projection_head]
@@ -114,9 +117,6 @@ class SimCLR(ContrastiveModel):
         # The reference sums the views' means (see the class docstring).
         return len(z) * mean, (logits, targets)
 
-    def get_config(self):
-        return {**super().get_config(), "temperature": self.temperature}
-
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class SupCon(SimCLR):
@@ -124,30 +124,8 @@ class SupCon(SimCLR):
     views of the same class, so it needs (images, labels) batches. Same arguments as
     `SimCLR`; the paper uses temperature 0.1."""
 
+    Settings = SupConSettings
     needs_labels = True
-
-    @classmethod
-    def create(
-        cls,
-        encoder: keras.Model,
-        augmenter: keras.layers.Layer,
-        *,
-        num_views: int = 2,
-        num_classes: int | None = None,
-        total_steps: int = 1000,
-        temperature: float = 0.1,
-        projection_layers: int = 2,
-        projection_dim: int = 128,
-        projection_hidden_dim: int | None = None,
-    ) -> SupCon:
-        """SupCon with SimCLR's head, at the paper's temperature."""
-        settings = dict(
-            temperature=temperature,
-            projection_layers=projection_layers,
-            projection_dim=projection_dim,
-            projection_hidden_dim=projection_hidden_dim,
-        )
-        return super().create(encoder, augmenter, num_views=num_views, num_classes=num_classes, **settings)
 
     def contrastive_loss(self, z, labels):
         if labels is None:

@@ -3,12 +3,29 @@ stop-gradient on the other branch are what keep it from collapsing."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from contrastive_tf.heads import ProjectionHead, prediction_head
 from contrastive_tf.losses import negative_cosine_loss
+from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel
+
+
+@dataclasses.dataclass(frozen=True)
+class SimSiamSettings(settings.MethodSettings):
+    """SimSiam's networks (`simsiam/builder.py`): a projector of three Dense(2048)-BN
+    layers and a bottleneck predictor Dense(512)-BN-ReLU-Dense(2048). On CIFAR, solo-learn
+    (`scripts/pretrain/cifar/simsiam.yaml`) keeps these sizes on ResNet-18's 512-d h;
+    lightly's CIFAR-10 benchmark uses `projection_layers=2`."""
+
+    method = "simsiam"
+    projection_layers: int = settings.projection_layers(3)
+    projection_dim: int = settings.projection_dim(2048)
+    projection_hidden_dim: int | None = settings.projection_hidden_dim(2048)
+    predictor_hidden_dim: int = settings.predictor_hidden_dim(512)
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -26,6 +43,7 @@ class SimSiam(ContrastiveModel):
         num_views: 2.
     """
 
+    Settings = SimSiamSettings
     layer_args = ("encoder", "projection_head", "predictor", "augmenter")
 
     def __init__(
@@ -43,29 +61,17 @@ class SimSiam(ContrastiveModel):
         self._build_now()
 
     @classmethod
-    def create(
-        cls,
-        encoder: keras.Model,
-        augmenter: keras.layers.Layer,
-        *,
-        num_views: int = 2,
-        num_classes: int | None = None,
-        total_steps: int = 1000,
-        projection_layers: int = 3,
-        projection_dim: int = 2048,
-        projection_hidden_dim: int = 2048,
-        predictor_hidden_dim: int = 512,
-    ) -> SimSiam:
-        """SimSiam with the paper's networks (`simsiam/builder.py`): a projector of three
-        Dense(2048)-BN layers with ReLU between them, the last BN without scale or shift
-        (affine=False), and a bottleneck predictor Dense(512)-BN-ReLU-Dense(2048). On
-        CIFAR, solo-learn (`scripts/pretrain/cifar/simsiam.yaml`) keeps these sizes on
-        ResNet-18's 512-d h; Lightly's CIFAR-10 benchmark uses `projection_layers=2`."""
+    def from_settings(cls, encoder, augmenter, settings: SimSiamSettings, **common) -> SimSiam:
+        """ReLU between the projector's layers, its last BN without scale or shift (affine=False)."""
         head = ProjectionHead(
-            projection_layers, projection_dim, projection_hidden_dim, batch_norm=True, output_scale=False
+            settings.projection_layers,
+            settings.projection_dim,
+            settings.projection_hidden_dim,
+            batch_norm=True,
+            output_scale=False,
         )
-        predictor = prediction_head(projection_dim, predictor_hidden_dim)
-        return cls(encoder, head, predictor, augmenter, num_classes, num_views)
+        predictor = prediction_head(settings.projection_dim, settings.predictor_hidden_dim)
+        return cls(encoder, head, predictor, augmenter, **common)
 
     def heads(self):
         return [self.projection_head, self.predictor]

@@ -4,14 +4,16 @@ while each dimension keeps a standard deviation of at least 1 over the global ba
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import keras
 import tensorflow as tf
 
 from contrastive_tf.losses import vicreg_loss
-from contrastive_tf.methods.base import asymmetric_augmenters
-from contrastive_tf.methods.joint_embedding import JointEmbeddingModel, expander
+from contrastive_tf.methods import settings
+from contrastive_tf.methods.joint_embedding import JointEmbeddingModel
+from contrastive_tf.settings import at_least, setting
 
 _log = logging.getLogger(__name__)
 # The widest expander per image of the batch that learned here: the CIFAR-10 recipe's 2048 at
@@ -20,104 +22,68 @@ _log = logging.getLogger(__name__)
 WIDTH_PER_IMAGE = 8
 
 
+@dataclasses.dataclass(frozen=True)
+class VICRegSettings(settings.MethodSettings):
+    """VICReg's settings: the paper's expander and weights (the reference's `--mlp
+    8192-8192-8192`, `--sim-coeff 25 --std-coeff 25 --cov-coeff 1`), three Dense layers of
+    8192 with BN and ReLU after the first two. On CIFAR-10 solo-learn
+    (`scripts/pretrain/cifar/vicreg.yaml`) keeps three layers at 2048 wide on ResNet-18's
+    512-d h. A batch of N spans at most N - 1 dimensions, so on batches much smaller than
+    `projection_dim` the covariance term holds the variances down: choose a narrower
+    expander there. The views are drawn as the reference's `augmentations.TrainTransform`
+    (see `asymmetric_augmenters`)."""
+
+    method = "vicreg"
+    invariance_weight: float = setting(
+        25.0, "VICReg's lambda, the weight of the invariance (mean squared error) term.", valid=at_least(0)
+    )
+    variance_weight: float = setting(
+        25.0, "VICReg's mu, the weight of the variance (std hinge) term.", valid=at_least(0)
+    )
+    covariance_weight: float = setting(1.0, "VICReg's nu, the weight of the covariance term.", valid=at_least(0))
+    projection_layers: int = settings.projection_layers(3)
+    projection_dim: int = settings.projection_dim(8192)
+    projection_hidden_dim: int | None = settings.projection_hidden_dim(8192)
+    asymmetric_views: bool = settings.asymmetric_views(True)
+
+
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class VICReg(JointEmbeddingModel):
     """VICReg: loss = lambda MSE(z_a, z_b) + mu (v(z_a) + v(z_b)) / 2 + nu (c(z_a) + c(z_b)),
     with v the hinge on each dimension's standard deviation and c the squared off-diagonal
     covariances over d, both over the global batch (see `losses.vicreg_loss`). As the
     reference (facebookresearch/vicreg `main_vicreg.py`, `VICReg.forward`), each view goes
-    through the networks on its own and the two views are drawn as BYOL's (see `create`).
+    through the networks on its own and the two views are drawn as BYOL's (see `VICRegSettings`).
 
     Args:
         encoder, projection_head, augmenter: as in `JointEmbeddingModel` (the paper's
-            expander is three Dense layers of 8192, see `create`).
+            expander is three Dense layers of 8192, see `VICRegSettings`).
+        num_classes, num_views, second_augmenter: as in `JointEmbeddingModel`.
         invariance_weight: lambda >= 0, the weight of the mean squared error.
         variance_weight: mu >= 0, the weight of the variance hinge.
         covariance_weight: nu >= 0, the weight of the covariance term.
-        num_classes, num_views, second_augmenter: as in `JointEmbeddingModel`.
 
     Example:
         >>> model = contrastive_model("vicreg", small_cnn(), SimCLRAugment(seed=0), projection_dim=2048)
         >>> model.compile(optimizer=LARS(0.3))
     """
 
-    def __init__(
-        self,
-        encoder: keras.Model,
-        projection_head: keras.layers.Layer,
-        augmenter: keras.layers.Layer,
-        invariance_weight: float = 25.0,
-        variance_weight: float = 25.0,
-        covariance_weight: float = 1.0,
-        num_classes: int | None = None,
-        num_views: int = 2,
-        second_augmenter: keras.layers.Layer | None = None,
-        **kwargs,
-    ):
-        super().__init__(encoder, projection_head, augmenter, num_classes, num_views, second_augmenter, **kwargs)
-        weights = {
-            "invariance_weight": invariance_weight,
-            "variance_weight": variance_weight,
-            "covariance_weight": covariance_weight,
-        }
-        for name, value in weights.items():
-            if value < 0:
-                raise ValueError(f"`{name}` must be >= 0; received {name}={value}.")
-        self.invariance_weight, self.variance_weight, self.covariance_weight = weights.values()
-        self._build_now()
+    Settings = VICRegSettings
 
     @classmethod
-    def create(
-        cls,
-        encoder: keras.Model,
-        augmenter: keras.layers.Layer,
-        *,
-        num_views: int = 2,
-        num_classes: int | None = None,
-        total_steps: int = 1000,
-        invariance_weight: float = 25.0,
-        variance_weight: float = 25.0,
-        covariance_weight: float = 1.0,
-        projection_layers: int = 3,
-        projection_dim: int = 8192,
-        projection_hidden_dim: int = 8192,
-        asymmetric_views: bool = True,
-    ) -> VICReg:
-        """VICReg with the paper's expander and weights (the reference's `--mlp
-        8192-8192-8192`, `--sim-coeff 25 --std-coeff 25 --cov-coeff 1`): three Dense layers
-        of 8192, BN and ReLU after the first two. On CIFAR-10 solo-learn
-        (`scripts/pretrain/cifar/vicreg.yaml`) keeps three layers at 2048 wide on ResNet-18's
-        512-d h. A batch of N spans at most N - 1 dimensions, so on batches much smaller
-        than `projection_dim` the covariance term holds the variances down: choose a
-        narrower expander there. With `asymmetric_views` and a `SimCLRAugment`, the views
-        are drawn as the reference's `augmentations.TrainTransform` (see
-        `asymmetric_augmenters`)."""
-        head = expander(projection_layers, projection_dim, projection_hidden_dim)
-        augmenter, second = asymmetric_augmenters(augmenter, asymmetric_views)
-        weights = (invariance_weight, variance_weight, covariance_weight)
-        return cls(encoder, head, augmenter, *weights, num_classes, num_views, second)
-
-    @classmethod
-    def check(cls, batch_size: int, **settings) -> None:
+    def check(cls, batch_size: int, **settings) -> VICRegSettings:
         """Also warns (it may still train) when the expander is more than `WIDTH_PER_IMAGE`
         times wider than the batch: a batch of N spans at most N - 1 dimensions, so the
         covariance term holds the variances down."""
-        super().check(batch_size, **settings)
-        width = {**cls.settings(), **settings}["projection_dim"]
+        own = super().check(batch_size, **settings)
+        width = own.projection_dim
         if width > WIDTH_PER_IMAGE * batch_size:
             _log.warning(
                 f"vicreg: the expander is {width} wide for batches of {batch_size}; on batches much narrower than "
                 f"the expander the covariance term holds the variances down: pass --projection_dim and "
                 f"--projection_hidden_dim of at most {WIDTH_PER_IMAGE * batch_size} (or a larger batch)"
             )
+        return own
 
     def embedding_loss(self, z_a: tf.Tensor, z_b: tf.Tensor) -> tf.Tensor:
         return vicreg_loss(z_a, z_b, self.invariance_weight, self.variance_weight, self.covariance_weight)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "invariance_weight": self.invariance_weight,
-            "variance_weight": self.variance_weight,
-            "covariance_weight": self.covariance_weight,
-        }

@@ -111,5 +111,3 @@ def test_batch_larger_than_the_data_is_a_usage_error(tmp_path):
     data = load_data(_write_npz(tmp_path / "d.npz", x_train=np.zeros((3, 4, 4), np.uint8)))
     with pytest.raises(UsageError, match="fewer than one batch"):
         pretraining_batches(data, batch_size=8)
-
-

@@ -142,7 +142,7 @@ def test_methods_refuse_arguments_that_cannot_work():
         method_model("byol", temperature=0.5)
     with pytest.raises(UsageError, match=r"nnclr's queue_size \(100\) must be >= batch_size \(128\)"):
         check_method("nnclr", 128, queue_size=100)
-    with pytest.raises(ValueError, match="`variance_weight` must be >= 0"):
+    with pytest.raises(UsageError, match="variance_weight must be >= 0, got -1.0"):
         method_model("vicreg", variance_weight=-1.0)
 
 

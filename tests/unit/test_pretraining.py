@@ -42,7 +42,7 @@ def test_build_model_takes_the_methods_defaults_unless_set(mnist_subset, tmp_pat
     model = build_model(prepare(_config(mnist_subset, tmp_path, method="supcon")))
     assert model.temperature == 0.1  # SupCon's paper
     model = build_model(prepare(_config(mnist_subset, tmp_path, method="moco", temperature=0.3, queue_size=1000)))
-    assert (model.temperature, model.momentum, model.queue.size) == (0.3, 0.99, 1000)
+    assert (model.temperature, model.target_momentum, model.queue.size) == (0.3, 0.99, 1000)
     assert model.optimizer.built  # every worker creates the same variables before restoring
 
 
