@@ -13,7 +13,7 @@ from contrastive_tf.distribute import STRATEGIES
 from contrastive_tf.encoders import ENCODERS
 from contrastive_tf.errors import UsageError
 from contrastive_tf.methods import METHODS, check_method, setting_fields, setting_names
-from contrastive_tf.optimizers import LR_SCALINGS, OPTIMIZERS
+from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, OPTIMIZERS
 from contrastive_tf.precision import PRECISIONS
 from contrastive_tf.settings import at_least, check_fields, positive, setting, within
 from contrastive_tf.tfrecords import IMAGE_KEY, LABEL_KEY
@@ -135,6 +135,27 @@ class PretrainConfig:
     weight_decay: float = setting(
         1e-6, "Weight decay (not applied to batch norm or biases).", "optimisation", valid=at_least(0)
     )
+    # LARS' own settings: named lars_ + its argument, and refused with another optimizer.
+    lars_trust_coefficient: float = setting(
+        0.001,
+        "LARS' trust coefficient eta (SimCLR's 0.001; solo-learn's CIFAR recipes: 0.02).",
+        "optimisation",
+        valid=positive(),
+    )
+    lars_clip_lr: bool = setting(
+        False,
+        "Cap each LARS weight matrix's rate at the learning rate: its trust ratio becomes min(trust/lr, 1) "
+        "(solo-learn's clip_lr).",
+        "optimisation",
+    )
+    lars_variant: str = setting(
+        "simclr",
+        "Whose LARS update rule: simclr (google-research/simclr's) or solo_learn (solo-learn's: trust "
+        "eta*|w|/(|g|+wd*|w|) on the raw gradient, and torch's momentum, where the learning rate scales the whole "
+        "velocity).",
+        "optimisation",
+        choices=LARS_VARIANTS,
+    )
     # Augmentation.
     color_jitter_strength: float = setting(0.5, "Colour distortion strength s.", "augmentation", valid=at_least(0))
     blur: bool | None = setting(None, "Gaussian blur; default (auto): on above 32 px.", "augmentation")
@@ -207,12 +228,25 @@ class PretrainConfig:
         own = METHODS[self.method].settings() if self.method in METHODS else {}
         return {name: getattr(self, name) for name in own if getattr(self, name, None) is not None}
 
+    def lars_settings(self) -> dict[str, object]:
+        """LARS' arguments from the `lars_` fields, under optimizer lars; the others take none."""
+        if self.optimizer != "lars":
+            return {}
+        return {field.name.removeprefix("lars_"): getattr(self, field.name) for field in _lars_fields()}
+
     def validate(self) -> None:
         """UsageError naming the first setting that cannot work. (Precision and jit_compile
         are checked as they are resolved for the hardware.)"""
         check_fields(self)
+        changed = [field.name for field in _lars_fields() if getattr(self, field.name) != field.default]
+        if self.optimizer != "lars" and changed:
+            raise UsageError(f"{self.optimizer} does not use {changed[0]}; leave it unset or choose optimizer lars")
         unused = [name for name in sorted(setting_names()) if getattr(self, name, None) is not None]
         unused = [name for name in unused if name not in self.method_settings()]
         if unused:
             raise UsageError(f"{self.method} does not use {unused[0]}; leave it unset or choose a method that does")
         check_method(self.method, self.batch_size, self.num_views, **self.method_settings())
+
+
+def _lars_fields() -> list[dataclasses.Field]:
+    return [field for field in dataclasses.fields(PretrainConfig) if field.name.startswith("lars_")]

@@ -12,6 +12,8 @@ from contrastive_tf.errors import UsageError
 
 OPTIMIZERS = ("lars", "sgd", "adam", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
+# Whose LARS update rule: google-research/simclr's or vturrisi/solo-learn's (see `LARS`).
+LARS_VARIANTS = ("simclr", "solo_learn")
 
 
 class _CoupledWeightDecayMomentum(keras.optimizers.Optimizer):
@@ -40,17 +42,30 @@ class _CoupledWeightDecayMomentum(keras.optimizers.Optimizer):
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class LARS(_CoupledWeightDecayMomentum):
-    """LARS (You et al. 2017) as SimCLR runs it: classic momentum where each weight
-    matrix's learning rate is scaled by its trust ratio, per step, before it joins the
-    velocity (so past steps keep the rate they were taken with):
+    """LARS (You et al. 2017): momentum where each weight matrix's step is scaled by its
+    trust ratio, in one of two sources' rules. `variant="simclr"` (google-research/simclr,
+    tf2/lars_optimizer.py) scales the learning rate before it joins the velocity, so past
+    steps keep the rate they were taken with:
 
         g <- g + wd * w;  trust = eta * ||w|| / ||g||  (1 if either norm is 0)
         v <- m * v + lr * trust * g;  w <- w - v   (Nesterov: w <- w - (m * v + lr * trust * g))
 
+    `variant="solo_learn"` (vturrisi/solo-learn, solo/utils/lars.py) measures the raw
+    gradient, leaves a matrix whose weights or gradient are all zero undecayed, and keeps
+    torch's momentum, where the current learning rate scales the whole velocity:
+
+        trust = eta * ||w|| / (||g|| + wd * ||w|| + 1e-8);  g <- trust * (g + wd * w)
+        (g unchanged if either norm is 0);  v <- m * v + g;  w <- w - lr * v
+        (Nesterov: w <- w - lr * (m * v + g))
+
+    `clip_lr` (solo-learn's, from NVIDIA's LARC) replaces trust by min(trust / lr, 1), so a
+    matrix's rate is eta * ||w|| / (...) capped at lr rather than lr times it.
+
     One-dimensional variables (batch-norm scales and shifts, biases) get neither weight
-    decay nor the trust ratio, as in SimCLR; deciding by rank, not by variable name,
-    keeps this right for any encoder. Variables passed to `exclude_from_weight_decay` get
-    neither either (SimCLR's exclusion list serves both, as for its supervised head).
+    decay nor the trust ratio, as in SimCLR and solo-learn's `exclude_bias_n_norm`; deciding
+    by rank, not by variable name, keeps this right for any encoder. Variables passed to
+    `exclude_from_weight_decay` get neither either (SimCLR's exclusion list serves both, as
+    for its supervised head).
 
     Args:
         learning_rate: float or schedule.
@@ -58,6 +73,8 @@ class LARS(_CoupledWeightDecayMomentum):
         weight_decay: L2 coefficient, added to the gradient of weight matrices.
         trust_coefficient: eta in the LARS trust ratio, > 0.
         nesterov: use Nesterov momentum.
+        clip_lr: cap each matrix's rate at the learning rate, as solo-learn's `clip_lr`.
+        variant: whose update rule, one of `LARS_VARIANTS`.
 
     Example:
         >>> optimizer = LARS(warmup_cosine(4.8, total_steps=10_000, warmup_steps=500))
@@ -71,32 +88,59 @@ class LARS(_CoupledWeightDecayMomentum):
         weight_decay: float = 1e-6,
         trust_coefficient: float = 0.001,
         nesterov: bool = False,
+        clip_lr: bool = False,
+        variant: str = "simclr",
         name: str = "lars",
         **kwargs,
     ):
         super().__init__(learning_rate, momentum, weight_decay, name, **kwargs)
         if trust_coefficient <= 0:
             raise ValueError(f"`trust_coefficient` must be > 0; received trust_coefficient={trust_coefficient}.")
+        if variant not in LARS_VARIANTS:
+            raise ValueError(f"`variant` must be one of {LARS_VARIANTS}; received variant={variant!r}.")
         self.trust_coefficient, self.nesterov = trust_coefficient, nesterov
+        self.clip_lr, self.variant = clip_lr, variant
 
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         velocity = self.velocities[self._get_variable_index(variable)]
-        if len(variable.shape) > 1 and self._use_weight_decay(variable):
+        adapted = len(variable.shape) > 1 and self._use_weight_decay(variable)
+        if self.variant == "solo_learn":
+            if adapted:
+                w_norm, g_norm = ops.norm(ops.reshape(variable, [-1])), ops.norm(ops.reshape(gradient, [-1]))
+                trust = self._clipped(
+                    self.trust_coefficient * w_norm / (g_norm + self.l2_weight_decay * w_norm + 1e-8), learning_rate
+                )
+                decayed = trust * (gradient + self.l2_weight_decay * variable)
+                gradient = ops.where((w_norm > 0) & (g_norm > 0), decayed, gradient)
+            next_velocity = self.momentum * velocity + gradient
+            self.assign(velocity, next_velocity)
+            update = self.momentum * next_velocity + gradient if self.nesterov else next_velocity
+            self.assign_sub(variable, learning_rate * update)
+            return
+        if adapted:
             gradient = gradient + self.l2_weight_decay * variable
             w_norm, g_norm = ops.norm(ops.reshape(variable, [-1])), ops.norm(ops.reshape(gradient, [-1]))
-            trust = ops.where(
-                (w_norm > 0) & (g_norm > 0), self.trust_coefficient * w_norm / g_norm, ops.ones_like(w_norm)
-            )
-            learning_rate = learning_rate * trust
+            trust = self._clipped(self.trust_coefficient * w_norm / g_norm, learning_rate)
+            learning_rate = learning_rate * ops.where((w_norm > 0) & (g_norm > 0), trust, ops.ones_like(trust))
         step = learning_rate * gradient
         next_velocity = self.momentum * velocity + step
         self.assign(velocity, next_velocity)
         self.assign_sub(variable, self.momentum * next_velocity + step if self.nesterov else next_velocity)
 
+    def _clipped(self, trust, learning_rate):
+        # At a learning rate of 0, trust / 0 is inf and the cap gives 1, as in torch.
+        return ops.minimum(trust / learning_rate, 1.0) if self.clip_lr else trust
+
     def get_config(self):
-        return {**super().get_config(), "trust_coefficient": self.trust_coefficient, "nesterov": self.nesterov}
+        return {
+            **super().get_config(),
+            "trust_coefficient": self.trust_coefficient,
+            "nesterov": self.nesterov,
+            "clip_lr": self.clip_lr,
+            "variant": self.variant,
+        }
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -161,13 +205,16 @@ def warmup_cosine(peak: float, total_steps: int, warmup_steps: int) -> keras.opt
 
 
 def build_optimizer(
-    name: str, learning_rate, weight_decay: float = 1e-6, momentum: float = 0.9
+    name: str, learning_rate, weight_decay: float = 1e-6, momentum: float = 0.9, **lars_settings: object
 ) -> keras.optimizers.Optimizer:
     """One of `OPTIMIZERS`. LARS and SGD add L2 weight decay to the gradient (SimCLR's and
-    torch's convention), AdamW decays decoupled, Adam not at all. Call
+    torch's convention), AdamW decays decoupled, Adam not at all. `lars_settings` are LARS'
+    own arguments (trust_coefficient, clip_lr, variant); the others take none. Call
     `exclude_vectors_from_weight_decay` once the model is built."""
     if name == "lars":
-        return LARS(learning_rate, momentum=momentum, weight_decay=weight_decay)
+        return LARS(learning_rate, momentum=momentum, weight_decay=weight_decay, **lars_settings)
+    if lars_settings and name in OPTIMIZERS:
+        raise UsageError(f"{name} does not use {', '.join(lars_settings)}; those are LARS' settings")
     if name == "sgd":
         return CoupledSGD(learning_rate, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":

@@ -160,7 +160,7 @@ def build_model(run: Run) -> ContrastiveModel:
         model.build((None, *data.image_shape))
         peak = scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
         schedule = warmup_cosine(peak, total_steps, int(config.warmup_epochs * run.steps_per_epoch))
-        optimizer = build_optimizer(config.optimizer, schedule, config.weight_decay)
+        optimizer = build_optimizer(config.optimizer, schedule, config.weight_decay, **config.lars_settings())
         probe = model.probe.trainable_variables if model.probe is not None else []
         exclude_vectors_from_weight_decay(optimizer, model.trainable_variables, plain=probe)
         model.compile(optimizer=optimizer, jit_compile=run.jit_compile)

@@ -99,6 +99,29 @@ def numpy_lars_step(w, g, v, learning_rate, *, momentum, weight_decay, eta, nest
     return w - update, v
 
 
+def numpy_solo_lars_step(
+    w, g, buffer, learning_rate, *, momentum, weight_decay, eta, nesterov, clip_lr, exclude_bias_n_norm, eps=1e-8
+):
+    """One step of solo-learn's LARS on one variable, returning the new (w, buffer): the
+    maths of vturrisi/solo-learn, solo/utils/lars.py, `LARS.step` (dampening 0). Norms are
+    of w and the raw gradient; weight decay and the trust ratio apply together, only when
+    both norms are nonzero, and not to 1-D variables under `exclude_bias_n_norm`. Torch
+    starts the buffer at the first step's d_p, the same as a zero buffer here."""
+    w, g, buffer = (np.asarray(x, np.float64) for x in (w, g, buffer))
+    d_p = g
+    if w.ndim != 1 or not exclude_bias_n_norm:
+        w_norm, g_norm = np.linalg.norm(w), np.linalg.norm(g)
+        if w_norm != 0 and g_norm != 0:
+            lars_lr = eta * w_norm / (g_norm + w_norm * weight_decay + eps)
+            if clip_lr:
+                with np.errstate(divide="ignore"):  # at lr 0, inf as torch's tensor division gives, then 1
+                    lars_lr = min(lars_lr / np.float64(learning_rate), 1.0)
+            d_p = (g + weight_decay * w) * lars_lr
+    buffer = momentum * buffer + d_p
+    d_p = d_p + momentum * buffer if nesterov else buffer
+    return w - learning_rate * d_p, buffer
+
+
 def numpy_torch_sgd_step(w, g, buffer, learning_rate, *, momentum, weight_decay):
     """One step of torch.optim.SGD (no dampening, no Nesterov), as facebookresearch/moco,
     main_moco.py builds it, on one variable, returning the new (w, buffer): L2 joins the

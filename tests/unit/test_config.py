@@ -47,6 +47,12 @@ def test_method_settings_pass_only_what_is_set_and_the_method_has():
     assert config.method_settings() == {"temperature": 0.3, "queue_size": 512, "projection_dim": 64}
 
 
+def test_lars_settings_reach_lars_under_its_names_and_no_other_optimizer():
+    config = PretrainConfig(optimizer="lars", lars_trust_coefficient=0.02, lars_clip_lr=True, lars_variant="solo_learn")
+    assert config.lars_settings() == {"trust_coefficient": 0.02, "clip_lr": True, "variant": "solo_learn"}
+    assert PretrainConfig(optimizer="sgd").lars_settings() == {}
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
@@ -59,6 +65,8 @@ def test_method_settings_pass_only_what_is_set_and_the_method_has():
         (dict(final_eval_train_examples=0), "final_eval_train_examples must be >= 1, got 0"),
         (dict(method="simsiam", target_momentum=0.9), "simsiam does not use target_momentum"),
         (dict(method="moco", batch_size=6), "moco needs batch_size >= 8"),
+        (dict(optimizer="sgd", lars_clip_lr=True), "sgd does not use lars_clip_lr; leave it unset"),
+        (dict(optimizer="lars", lars_trust_coefficient=0), "lars_trust_coefficient must be > 0, got 0"),
     ],
 )
 def test_validate_names_the_setting_and_what_it_allows(settings, message):

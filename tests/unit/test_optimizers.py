@@ -1,6 +1,6 @@
-"""LARS and the coupled SGD against NumPy transcriptions of SimCLR's and torch's update
-rules, the exclusions from weight decay and the trust ratio, the warmup-cosine schedule and
-learning-rate scaling."""
+"""LARS and the coupled SGD against NumPy transcriptions of SimCLR's, solo-learn's and
+torch's update rules, the exclusions from weight decay and the trust ratio, the
+warmup-cosine schedule and learning-rate scaling."""
 
 import math
 
@@ -17,7 +17,7 @@ from contrastive_tf.optimizers import (
     scale_learning_rate,
     warmup_cosine,
 )
-from references import numpy_lars_step, numpy_torch_sgd_step
+from references import numpy_lars_step, numpy_solo_lars_step, numpy_torch_sgd_step
 
 SHAPES = {"matrix": (8, 4), "conv_kernel": (3, 3, 2, 4), "bias": (4,)}
 
@@ -58,16 +58,50 @@ def test_lars_matches_simclr_reference_under_a_schedule(nesterov):
         np.testing.assert_allclose(weights[i], w, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_lars_gives_variables_excluded_from_weight_decay_plain_momentum_steps():
+@pytest.mark.parametrize("clip_lr", [False, True], ids=["unclipped", "clipped"])
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+def test_lars_matches_solo_learn_reference_under_a_schedule(clip_lr, nesterov):
+    # eta 0.2 against a peak of 0.5: the clip binds on some steps and not on others.
+    schedule = warmup_cosine(peak=0.5, total_steps=20, warmup_steps=5)
+    settings = {"momentum": 0.9, "weight_decay": 0.01, "nesterov": nesterov, "clip_lr": clip_lr}
+    optimizer = LARS(schedule, trust_coefficient=0.2, variant="solo_learn", **settings)
+    initial, weights, gradients = _run(optimizer, steps=20)
+    for i, (w, name) in enumerate(zip(initial, SHAPES)):
+        buffer = np.zeros_like(w, np.float64)
+        for step, step_gradients in enumerate(gradients):
+            w, buffer = numpy_solo_lars_step(
+                w, step_gradients[i], buffer, float(schedule(step)), eta=0.2, exclude_bias_n_norm=True, **settings
+            )
+        np.testing.assert_allclose(weights[i], w, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_matrix_whose_gradient_is_zero_is_decayed_by_simclrs_lars_only():
+    # SimCLR adds wd * w before taking norms; solo-learn adds it only when both norms are > 0.
+    w, zero, settings = np.ones((2, 2)), np.zeros((2, 2)), {"momentum": 0.9, "weight_decay": 0.5, "nesterov": False}
+    simclr, _ = numpy_lars_step(w, zero, zero, 0.1, eta=0.001, decay=True, adapt=True, **settings)
+    solo_learn, _ = numpy_solo_lars_step(
+        w, zero, zero, 0.1, eta=0.001, clip_lr=False, exclude_bias_n_norm=True, **settings
+    )
+    np.testing.assert_array_equal(solo_learn, w)
+    for variant, expected in [("simclr", simclr), ("solo_learn", solo_learn)]:
+        matrix = keras.Variable(w.astype(np.float32))
+        LARS(0.1, weight_decay=0.5, variant=variant).apply([zero.astype(np.float32)], [matrix])
+        np.testing.assert_allclose(matrix.numpy(), expected, rtol=1e-6, err_msg=variant)
+    assert not np.allclose(simclr, w)
+
+
+@pytest.mark.parametrize("variant", ["simclr", "solo_learn"])
+def test_lars_gives_variables_excluded_from_weight_decay_plain_momentum_steps(variant):
     probe = keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotUniform(seed=0), name="linear_probe")
     probe.build((None, 5))
-    optimizer = LARS(0.5, momentum=0.9, weight_decay=0.1, trust_coefficient=0.001)
+    optimizer = LARS(0.5, momentum=0.9, weight_decay=0.1, trust_coefficient=0.001, clip_lr=True, variant=variant)
     exclude_vectors_from_weight_decay(optimizer, probe.trainable_variables, plain=probe.trainable_variables)
     kernel = probe.kernel.numpy().astype(np.float64)
     gradient, velocity = np.full((5, 3), 0.25, np.float32), np.zeros((5, 3))
     for _ in range(3):
         optimizer.apply([gradient, np.zeros(3, np.float32)], probe.trainable_variables)
-        velocity = 0.9 * velocity + 0.5 * gradient  # no trust ratio, no weight decay
+        # No trust ratio, no weight decay; at a constant rate both variants' momentum take these steps.
+        velocity = 0.9 * velocity + 0.5 * gradient
         kernel = kernel - velocity
     np.testing.assert_allclose(probe.kernel.numpy(), kernel, rtol=1e-6, atol=1e-7)
 
@@ -97,9 +131,10 @@ def test_sgd_keeps_weight_decay_off_excluded_vectors():
     "optimizer",
     [
         LARS(warmup_cosine(1.0, 100, 10), momentum=0.8, weight_decay=1e-4, trust_coefficient=0.002, nesterov=True),
+        LARS(0.3, weight_decay=1e-4, trust_coefficient=0.02, clip_lr=True, variant="solo_learn"),
         CoupledSGD(0.05, momentum=0.85, weight_decay=5e-4),
     ],
-    ids=["lars", "sgd"],
+    ids=["lars", "solo_learn_lars", "sgd"],
 )
 def test_config_round_trips(optimizer):
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
@@ -108,11 +143,19 @@ def test_config_round_trips(optimizer):
     assert restored.weight_decay is None  # Keras' decoupled decay stays off
 
 
+def test_a_lars_saved_before_clip_lr_and_variant_loads_as_simclrs():
+    config = LARS(0.1, trust_coefficient=0.002).get_config()
+    del config["clip_lr"], config["variant"]
+    restored = LARS.from_config(config)
+    assert (restored.trust_coefficient, restored.clip_lr, restored.variant) == (0.002, False, "simclr")
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
         (lambda: LARS(momentum=1.0), r"`momentum` must be in \[0, 1\); received momentum=1.0"),
         (lambda: LARS(trust_coefficient=0.0), "`trust_coefficient` must be > 0; received trust_coefficient=0.0"),
+        (lambda: LARS(variant="torch"), r"`variant` must be one of \('simclr', 'solo_learn'\); received variant="),
         (lambda: CoupledSGD(weight_decay=-1e-4), "`weight_decay` must be >= 0; received weight_decay=-0.0001"),
     ],
 )
@@ -142,3 +185,8 @@ def test_unknown_optimizer_and_scaling_are_usage_errors():
         build_optimizer("rmsprop", 0.1)
     with pytest.raises(UsageError, match="unknown lr_scaling 'cubic'"):
         scale_learning_rate(0.1, 256, "cubic")
+
+
+def test_lars_settings_are_refused_by_the_other_optimizers():
+    with pytest.raises(UsageError, match="sgd does not use clip_lr; those are LARS' settings"):
+        build_optimizer("sgd", 0.1, clip_lr=True)

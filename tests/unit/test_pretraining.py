@@ -46,6 +46,12 @@ def test_build_model_takes_the_methods_defaults_unless_set(mnist_subset, tmp_pat
     assert model.optimizer.built  # every worker creates the same variables before restoring
 
 
+def test_build_model_gives_lars_the_lars_settings(mnist_subset, tmp_path):
+    settings = dict(optimizer="lars", lars_trust_coefficient=0.02, lars_clip_lr=True, lars_variant="solo_learn")
+    optimizer = build_model(prepare(_config(mnist_subset, tmp_path, **settings))).optimizer
+    assert (optimizer.trust_coefficient, optimizer.clip_lr, optimizer.variant) == (0.02, True, "solo_learn")
+
+
 def test_build_model_makes_the_views_the_augmentation_settings_ask_for(mnist_subset, tmp_path):
     config = _config(
         mnist_subset, tmp_path, crop_scale_min=0.35, rotation_degrees=15, shear_degrees=10, color_jitter_strength=0.4

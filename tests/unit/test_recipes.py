@@ -119,6 +119,13 @@ def test_simclr_cifar10_is_the_readme_command_of_google_research_simclr():
     assert {name: getattr(config, name) for name in expected} == expected
 
 
+@pytest.mark.parametrize("name", ["barlow_twins_cifar10", "vicreg_cifar10", "nnclr_cifar10"])
+def test_solo_learns_cifar_recipes_run_its_lars(name):
+    # scripts/pretrain/cifar/{barlow,vicreg,nnclr}.yaml: eta 0.02, clip_lr, exclude_bias_n_norm.
+    config = config_from_argv(f"--flagfile={ROOT / 'configs' / f'{name}.flags'}")
+    assert config.lars_settings() == {"trust_coefficient": 0.02, "clip_lr": True, "variant": "solo_learn"}
+
+
 @pytest.mark.parametrize("path", [p for p in PRETRAIN_RECIPES if "cifar10" in p.stem], ids=lambda path: path.stem)
 def test_a_cifar_recipe_builds_its_method(path: pathlib.Path):
     config = config_from_argv(f"--flagfile={path}")
