@@ -128,21 +128,48 @@ def nt_xent_loss(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5, kind:
     return mean_cross_entropy(targets, logits)
 
 
-def supcon_loss(z: tf.Tensor, labels: tf.Tensor, temperature: float = 0.1, kind: str = "cosine") -> tf.Tensor:
-    """SupCon's L_out (Khosla et al. 2020): for each anchor i with positives P(i) (the
-    other rows with its label), -1/|P(i)| sum_{p in P(i)} log(exp(s_ip/tau) /
-    sum_{a != i} exp(s_ia/tau)); the mean over the anchors that have a positive.
+# Where SupCon averages over an anchor's positives: outside the log (L_out, HobbitLong/SupContrast)
+# or inside it (L_in, as solo-learn's `simclr_loss_func` sums the positives' exp-similarities).
+SUPCON_FORMS = ("out", "in")
+
+
+def supcon_loss(
+    z: tf.Tensor,
+    labels: tf.Tensor,
+    temperature: float = 0.1,
+    kind: str = "cosine",
+    form: str = "out",
+    base_temperature: float | None = None,
+) -> tf.Tensor:
+    """SupCon (Khosla et al. 2020) for each anchor i whose positives P(i) are the other rows
+    with its label, with p_ia = exp(s_ia/tau) / sum_{a != i} exp(s_ia/tau):
+
+    form="out" (L_out, the paper's choice): -1/|P(i)| sum_{p in P(i)} log p_ip.
+    form="in" (L_in as solo-learn computes it): -log sum_{p in P(i)} p_ip; the paper's L_in
+        has 1/|P(i)| inside the log, which adds log |P(i)|, a constant, to each anchor's loss.
+
+    The loss is the mean over the anchors that have a positive (the references return inf
+    or NaN for the others; with two or more views every anchor has one).
 
     Args:
         z: [M, D] embeddings of all views (normalised here for cosine).
         labels: [M] integer labels; views of one image share its label.
         temperature: tau > 0.
-        kind: the similarity, one of `SIMILARITIES`.
+        kind: the similarity s, one of `SIMILARITIES`.
+        form: one of `SUPCON_FORMS`.
+        base_temperature: if set, the loss is scaled by tau / base_temperature, as
+            HobbitLong/SupContrast's `SupConLoss` does (base 0.07 there); None, as in the
+            paper and solo-learn, leaves it unscaled. The factor c scales the gradient: under
+            SGD, the same as a learning rate c times larger and a weight decay c times smaller.
 
     Under a strategy every replica's rows are candidates, and the replicas' losses
     average to the single-device loss on the global batch.
     """
     check_temperature(temperature)
+    if form not in SUPCON_FORMS:
+        raise UsageError(f"unknown SupCon form {form!r}; choose one of {', '.join(SUPCON_FORMS)}")
+    if base_temperature is not None and base_temperature <= 0:
+        raise UsageError(f"base_temperature must be > 0 or None, got {base_temperature}")
     z = tf.cast(z, tf.float32)
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
     all_z, offset = gather_replicas(z)
@@ -153,7 +180,13 @@ def supcon_loss(z: tf.Tensor, labels: tf.Tensor, temperature: float = 0.1, kind:
     log_probability = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
     positives = tf.cast(tf.equal(labels[:, None], all_labels[None, :]), tf.float32) * not_self
     count = tf.reduce_sum(positives, axis=1)
-    per_anchor = -tf.math.divide_no_nan(tf.reduce_sum(positives * log_probability, axis=1), count)
+    if form == "out":
+        per_anchor = -tf.math.divide_no_nan(tf.reduce_sum(positives * log_probability, axis=1), count)
+    else:
+        # Finite (about 1e9) for an anchor without positives, which the mean leaves out.
+        per_anchor = -tf.reduce_logsumexp(log_probability - (1.0 - positives) * _SELF_MASK, axis=1)
+    if base_temperature is not None:
+        per_anchor *= temperature / base_temperature
     has_positive = tf.cast(count > 0, tf.float32)
     return _replica_share(tf.reduce_sum(per_anchor * has_positive), tf.reduce_sum(has_positive))
 

@@ -36,6 +36,45 @@ def numpy_supcon(z, labels, temperature):
     return np.mean(losses)
 
 
+def numpy_supcontrast(features, labels, temperature, base_temperature):
+    """HobbitLong/SupContrast, losses.py, `SupConLoss.forward` with contrast_mode='all':
+    features [bsz, n_views, d], already L2-normalised (its model normalises them), the
+    views stacked view by view; every anchor needs a positive (NaN otherwise)."""
+    features = np.asarray(features, np.float64)
+    n_views = features.shape[1]
+    contrast = np.concatenate([features[:, v] for v in range(n_views)])
+    labels = np.asarray(labels).reshape(-1, 1)
+    mask = np.tile((labels == labels.T).astype(np.float64), (n_views, n_views))
+    logits = contrast @ contrast.T / temperature
+    logits = logits - logits.max(axis=1, keepdims=True)
+    logits_mask = 1.0 - np.eye(len(contrast))
+    mask = mask * logits_mask
+    log_prob = logits - np.log((np.exp(logits) * logits_mask).sum(axis=1, keepdims=True) + 1e-9)
+    mean_log_prob_pos = (mask * log_prob).sum(axis=1) / mask.sum(axis=1)
+    return float(np.mean(-(temperature / base_temperature) * mean_log_prob_pos))
+
+
+def numpy_solo_supcon(z, indexes, temperature, world_size=1):
+    """vturrisi/solo-learn, solo/losses/simclr.py, `simclr_loss_func` (as solo/methods/supcon.py
+    calls it, with the class labels as indexes): each of `world_size` processes holds an
+    equal slice of the rows; its anchors meet the gathered rows, its positives mask is
+    label equality without itself, its negatives mask label inequality, and its loss is
+    -mean log(pos / (pos + neg)). Returns the processes' mean, the loss DDP descends."""
+    z = unit(np.asarray(z, np.float64))
+    indexes = np.asarray(indexes)
+    n = len(z) // world_size
+    losses = []
+    for rank in range(world_size):
+        local, local_indexes = z[rank * n : (rank + 1) * n], indexes[rank * n : (rank + 1) * n]
+        sim = np.exp(local @ z.T / temperature)
+        pos_mask = (local_indexes[:, None] == indexes[None, :]).astype(np.float64)
+        pos_mask[np.arange(n), rank * n + np.arange(n)] = 0.0
+        neg_mask = (local_indexes[:, None] != indexes[None, :]).astype(np.float64)
+        pos, neg = (sim * pos_mask).sum(axis=1), (sim * neg_mask).sum(axis=1)
+        losses.append(-np.mean(np.log(pos / (pos + neg))))
+    return float(np.mean(losses))
+
+
 def numpy_similarity_nt_xent(z_a, z_b, temperature, kind):
     z = np.concatenate([z_a, z_b]).astype(np.float64)
     sim = {

@@ -18,7 +18,10 @@ from references import (
     numpy_barlow_twins,
     numpy_nnclr,
     numpy_nt_xent,
+    numpy_solo_supcon,
+    numpy_supcontrast,
     numpy_vicreg,
+    unit,
 )
 
 
@@ -87,6 +90,7 @@ def _under(strategy, loss_fn, *arrays):
     "name, loss_fn",
     [
         ("supcon", lambda z, y: supcon_loss(z, y, 0.2)),
+        ("supcon L_in", lambda z, y: supcon_loss(z, y, 0.2, form="in")),
         ("batch_hard", lambda z, y: mined_triplet_loss(z, y, 0.5, "batch_hard")),
         ("semi_hard", lambda z, y: mined_triplet_loss(z, y, 0.5, "semi_hard")),
         ("three views", lambda z, y: multiview_nt_xent_loss([z, 2.0 * z + 0.1, z * z], 0.5)),
@@ -98,6 +102,21 @@ def test_losses_over_two_replicas_equal_the_single_device_loss(mirrored, name, l
     z, labels = rng.normal(size=(12, 4)).astype(np.float32), np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 4, 5])
     single = _under(tf.distribute.OneDeviceStrategy("/cpu:0"), loss_fn, z, labels)
     np.testing.assert_allclose(_under(mirrored, loss_fn, z, labels), single, rtol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["out", "in"])
+def test_supcon_over_two_replicas_matches_its_reference(mirrored, form):
+    """L_out against SupContrast on the global batch (scaled by tau / 0.07); L_in against
+    solo-learn's two processes, each with its half of the rows as anchors."""
+    rng = np.random.default_rng(8)
+    z, labels = rng.normal(size=(12, 4)).astype(np.float32), np.array([0, 1, 2, 0, 3, 3, 1, 2, 0, 4, 4, 1])
+    if form == "out":
+        loss_fn = lambda z, y: supcon_loss(z, y, 0.2, form="out", base_temperature=0.07)
+        expected = numpy_supcontrast(unit(z)[:, None, :], labels, 0.2, 0.07)
+    else:
+        loss_fn = lambda z, y: supcon_loss(z, y, 0.2, form="in")
+        expected = numpy_solo_supcon(z, labels, 0.2, world_size=2)
+    np.testing.assert_allclose(_under(mirrored, loss_fn, z, labels), expected, rtol=1e-5)
 
 
 # (loss, its NumPy transcription of the reference) for the losses that take statistics of,

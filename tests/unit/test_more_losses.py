@@ -21,7 +21,9 @@ from contrastive_tf.losses import (
 from references import (
     numpy_nt_xent,
     numpy_similarity_nt_xent,
+    numpy_solo_supcon,
     numpy_supcon,
+    numpy_supcontrast,
     numpy_triplets,
     unit,
 )
@@ -35,6 +37,47 @@ def test_supcon_matches_numpy(temperature):
     np.testing.assert_allclose(
         float(supcon_loss(z, labels, temperature)), numpy_supcon(z, labels, temperature), rtol=1e-5
     )
+
+
+def _views_and_labels(seed, n_views):
+    """[10, n_views, 8] unit-norm views of 10 images in 4 classes, as SupContrast stacks them."""
+    rng = np.random.default_rng(seed)
+    return unit(rng.normal(size=(10, n_views, 8))).astype(np.float32), rng.integers(0, 4, 10)
+
+
+@pytest.mark.parametrize("n_views, base_temperature", [(2, None), (3, 0.07)])
+def test_supcon_out_matches_supcontrast(n_views, base_temperature):
+    features, labels = _views_and_labels(3, n_views)
+    z = np.concatenate([features[:, v] for v in range(n_views)])
+    loss = supcon_loss(z, np.tile(labels, n_views), 0.1, form="out", base_temperature=base_temperature)
+    # SupContrast always scales by tau / base_tau; base_tau = tau is no scaling.
+    expected = numpy_supcontrast(features, labels, 0.1, base_temperature or 0.1)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_views", [2, 3])
+def test_supcon_in_matches_solo_learn(n_views):
+    features, labels = _views_and_labels(4, n_views)
+    z = np.concatenate([features[:, v] for v in range(n_views)])
+    labels = np.tile(labels, n_views)
+    expected = numpy_solo_supcon(z, labels, 0.2)
+    np.testing.assert_allclose(float(supcon_loss(z, labels, 0.2, form="in")), expected, rtol=1e-5)
+
+
+def test_supcon_in_leaves_out_anchors_without_positives():
+    """With one positive per anchor L_in is L_out; the last row, alone in its class, is only
+    a negative (solo-learn's loss would be inf)."""
+    rng = np.random.default_rng(5)
+    z, labels = rng.normal(size=(9, 8)).astype(np.float32), np.array([0, 0, 1, 1, 2, 2, 3, 3, 99])
+    np.testing.assert_allclose(float(supcon_loss(z, labels, 0.2, form="in")), numpy_supcon(z, labels, 0.2), rtol=1e-5)
+
+
+def test_supcon_rejects_an_unknown_form_and_a_base_temperature_not_above_zero():
+    z, labels = np.ones((4, 2), np.float32), np.array([0, 0, 1, 1])
+    with pytest.raises(UsageError, match="unknown SupCon form 'mean'"):
+        supcon_loss(z, labels, form="mean")
+    with pytest.raises(UsageError, match="base_temperature must be > 0"):
+        supcon_loss(z, labels, base_temperature=0.0)
 
 
 def test_multiview_nt_xent_is_supcon_over_images_and_nt_xent_for_two_views():
