@@ -116,6 +116,22 @@ def numpy_info_nce(queries, keys, negatives, temperature):
     return float(np.mean(-np.log(positive / (positive + negative))))
 
 
+def numpy_lightly_symmetric_moco(q0, q1, k0, k1, bank, position, temperature):
+    """lightly's MoCo loss on CIFAR-10: lightly-ai/lightly,
+    docs/source/getting_started/benchmarks/cifar10_benchmark.py, `MocoModel.training_step`,
+    with `NTXentLoss(memory_bank_size=...)` (lightly/loss/ntx_ent_loss.py, `forward`, and
+    lightly/models/modules/memory_bank.py, `MemoryBankModule.forward`): each of the two
+    criterion calls takes the bank's rows as negatives and then writes its keys over the
+    rows from the bank's pointer, so the second call's negatives hold the first call's keys.
+    The loss is the mean of the two calls'."""
+    first = numpy_info_nce(q0, k1, bank, temperature)
+    bank = unit(np.asarray(bank, np.float64)).copy()
+    rows = (position + np.arange(len(k1))) % len(bank)
+    bank[rows] = unit(k1)
+    second = numpy_info_nce(q1, k0, bank, temperature)
+    return 0.5 * (first + second)
+
+
 def numpy_cosines(a, b):
     return np.sum(unit(a) * unit(b), axis=1)
 

@@ -14,6 +14,9 @@ from contrastive_tf.losses import normalized_regression_loss
 from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
 from contrastive_tf.methods.momentum import MomentumNetwork, byol_momentum
+from contrastive_tf.settings import setting
+
+MOMENTUM_SCHEDULES = ("cosine", "constant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +28,12 @@ class BYOLSettings(settings.MethodSettings):
 
     method = "byol"
     target_momentum: float = settings.target_momentum(0.996)
+    momentum_schedule: str = setting(
+        "cosine",
+        "BYOL's target momentum over training: cosine, from target_momentum to 1 (the paper's); constant, "
+        "target_momentum throughout (lightly's CIFAR-10 benchmark).",
+        choices=MOMENTUM_SCHEDULES,
+    )
     projection_layers: int = settings.projection_layers(2)
     projection_dim: int = settings.projection_dim(256)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(4096)
@@ -47,8 +56,8 @@ class BYOL(ContrastiveModel):
         num_views: 2.
         second_augmenter: draws the second view; None draws both with `augmenter`.
         total_steps: the length of training, over which the momentum rises from
-            `target_momentum` to 1 along a cosine.
-        target_momentum: see `BYOLSettings`.
+            `target_momentum` to 1 along a cosine (`momentum_schedule` cosine).
+        target_momentum, momentum_schedule: see `BYOLSettings`.
     """
 
     Settings = BYOLSettings
@@ -105,7 +114,9 @@ class BYOL(ContrastiveModel):
             loss = sum(normalized_regression_loss(p, z) for p, z in zip(predictions, targets))
             total = loss + self.probe_loss(h[0], labels)
         self.minimize(tape, total)
-        momentum = byol_momentum(self.optimizer.iterations, self.total_steps, self.target_momentum)
+        momentum = self.target_momentum
+        if self.momentum_schedule == "cosine":
+            momentum = byol_momentum(self.optimizer.iterations, self.total_steps, self.target_momentum)
         self.target_network.update(self.encoder, self.projection_head, momentum)
         self.loss_tracker.update_state(loss)
         return self._logs()

@@ -34,6 +34,11 @@ class MoCoSettings(settings.MethodSettings):
         "per group.",
         valid=at_least(1),
     )
+    symmetric: bool = setting(
+        False,
+        "MoCo: also take view 2 as the query and view 1 as the key, and average the two losses (lightly's "
+        "CIFAR-10 benchmark); off: MoCo v2's one-sided loss.",
+    )
     projection_layers: int = settings.projection_layers(2)
     projection_dim: int = settings.projection_dim(128)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(None)
@@ -47,6 +52,10 @@ class MoCo(ContrastiveModel):
     It follows facebookresearch/moco (`moco/builder.py`, `MoCo.forward`): queries and keys
     from separate passes of the two networks, the loss one-sided (query view 1, key view 2),
     the key network updated after the step and the queue filled with the global batch's keys.
+    `symmetric` adds the pair the other way round and averages the two losses, as lightly's
+    CIFAR-10 benchmark (`MocoModel.training_step`) and MoCo's CIFAR demo do; as in lightly,
+    whose memory bank is filled inside each loss, the second pair's negatives include the
+    first pair's keys.
 
     Batch norm could let a query find its key through the statistics of the batch they
     share (sec. 3.3 of the paper), and on one device it does: the loss stalls and the
@@ -59,7 +68,7 @@ class MoCo(ContrastiveModel):
         encoder, projection_head, augmenter: as in `SimCLR`.
         num_classes: classes of the online probe; None turns it off.
         num_views: 2; MoCo compares a query with one key.
-        temperature, target_momentum, queue_size, bn_groups: see `MoCoSettings`.
+        temperature, target_momentum, queue_size, bn_groups, symmetric: see `MoCoSettings`.
     """
 
     Settings = MoCoSettings
@@ -113,18 +122,27 @@ class MoCo(ContrastiveModel):
         return [self.loss_tracker, self.contrastive_accuracy, *super().metrics[1:]]
 
     def train_step(self, data):
-        (query_view, key_view), labels = self.views(data)
-        keys = self.in_groups(self.key_network, key_view, shuffle=True)
-        negatives = self.queue.negatives()
+        views, labels = self.views(data)
+        # (query view, key view): view 1 against view 2, and back when symmetric.
+        pairs = [(views[0], views[1]), (views[1], views[0])][: 2 if self.symmetric else 1]
+        keys = [self.in_groups(self.key_network, key_view, shuffle=True) for _, key_view in pairs]
         with tf.GradientTape() as tape:
-            h = self.in_groups(self.encoder, query_view, shuffle=False)
-            queries = self.projection_head(h, training=True)
-            logits, targets = info_nce_logits(queries, keys, negatives, self.temperature)
-            loss = mean_cross_entropy(targets, logits)
+            losses, h = [], None
+            for (query_view, _), pair_keys in zip(pairs, keys):
+                query_h = self.in_groups(self.encoder, query_view, shuffle=False)
+                queries = self.projection_head(query_h, training=True)
+                # The second pair's negatives hold the first pair's keys, as lightly's memory bank does.
+                pair_logits, pair_targets = info_nce_logits(
+                    queries, pair_keys, self.queue.negatives(), self.temperature
+                )
+                self.queue.enqueue(pair_keys)
+                losses.append(mean_cross_entropy(pair_targets, pair_logits))
+                if h is None:
+                    h, logits, targets = query_h, pair_logits, pair_targets
+            loss = tf.add_n(losses) / len(losses)
             total = loss + self.probe_loss(h, labels)
         self.minimize(tape, total)
         self.key_network.update(self.encoder, self.projection_head, self.target_momentum)
-        self.queue.enqueue(keys)
         self.loss_tracker.update_state(loss)
         self.contrastive_accuracy.update_state(targets, logits)
         return self._logs()

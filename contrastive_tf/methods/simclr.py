@@ -14,9 +14,10 @@ import keras
 import tensorflow as tf
 
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.losses import mean_cross_entropy, multiview_nt_xent_loss, nt_xent_logits, supcon_loss
+from contrastive_tf.losses import SUPCON_FORMS, mean_cross_entropy, multiview_nt_xent_loss, nt_xent_logits, supcon_loss
 from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel
+from contrastive_tf.settings import positive, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +35,23 @@ class SimCLRSettings(settings.MethodSettings):
 
 @dataclasses.dataclass(frozen=True)
 class SupConSettings(SimCLRSettings):
-    """SupCon's settings: SimCLR's, at the paper's temperature."""
+    """SupCon's settings: SimCLR's, at the paper's temperature, with the paper's L_out loss
+    unscaled (see `losses.supcon_loss`)."""
 
     method = "supcon"
     temperature: float = settings.temperature(0.1)
+    supcon_form: str = setting(
+        "out",
+        "SupCon's loss: out, the paper's L_out (positives averaged outside the log, as HobbitLong/SupContrast); "
+        "in, L_in as solo-learn computes it (positives summed inside the log).",
+        choices=SUPCON_FORMS,
+    )
+    base_temperature: float | None = setting(
+        None,
+        "Scale SupCon's loss by temperature / base_temperature, as HobbitLong/SupContrast does (0.07 there); "
+        "unset: unscaled, as the paper and solo-learn.",
+        valid=positive(),
+    )
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -122,7 +136,7 @@ class SimCLR(ContrastiveModel):
 class SupCon(SimCLR):
     """Supervised contrastive learning (Khosla et al. 2020): SimCLR whose positives are all
     views of the same class, so it needs (images, labels) batches. Same arguments as
-    `SimCLR`; the paper uses temperature 0.1."""
+    `SimCLR`, and the loss's form and scale (see `SupConSettings`)."""
 
     Settings = SupConSettings
     needs_labels = True
@@ -131,5 +145,11 @@ class SupCon(SimCLR):
         if labels is None:
             raise ValueError("SupCon needs (images, labels) batches; these batches have no labels.")
         labels = tf.tile(tf.reshape(labels, [-1]), [len(z)])
-        loss = supcon_loss(tf.concat(z, axis=0), labels, self.temperature)
+        loss = supcon_loss(
+            tf.concat(z, axis=0),
+            labels,
+            self.temperature,
+            form=self.supcon_form,
+            base_temperature=self.base_temperature,
+        )
         return loss, nt_xent_logits(z[0], z[1], self.temperature)

@@ -7,21 +7,20 @@ import tensorflow as tf
 
 from builders import method_model, random_images
 from contrastive_tf.methods.momentum import byol_momentum
-from references import (
-    unit,
-)
+from references import numpy_lightly_symmetric_moco, unit
 
 
-@pytest.mark.parametrize("replicas", [1, 2])
-def test_byol_step_moves_the_target_by_the_scheduled_momentum(replicas, mirrored):
+@pytest.mark.parametrize("replicas, schedule", [(1, "cosine"), (2, "cosine"), (1, "constant")])
+def test_byol_step_moves_the_target_by_the_scheduled_momentum(replicas, schedule, mirrored):
     strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
     with strategy.scope():
-        model = method_model("byol", target_momentum=0.9, total_steps=4)
+        model = method_model("byol", target_momentum=0.9, total_steps=4, momentum_schedule=schedule)
         model.compile(optimizer=keras.optimizers.SGD(0.5))
     target_before = [np.asarray(weight) for weight in model.target_network.weights]
     model.fit(tf.data.Dataset.from_tensors(random_images()), epochs=1, verbose=0)
     online = [*model.encoder.weights, *model.projection_head.weights]
-    momentum = float(byol_momentum(1, 4, base=0.9))  # after the first step
+    # After the first step: 0.9 on the constant schedule, a little higher on the cosine.
+    momentum = float(byol_momentum(1, 4, base=0.9)) if schedule == "cosine" else 0.9
     moved = 0
     for before, after, source in zip(target_before, model.target_network.weights, online):
         if source.trainable:
@@ -47,6 +46,20 @@ def test_moco_queue_holds_the_keys_of_each_global_batch_in_order(replicas, mirro
     np.testing.assert_allclose(queue[:48], np.concatenate(keys), atol=2e-2)
     np.testing.assert_array_equal(queue[48:], initial[48:])
     assert int(np.asarray(model.queue.position)) == 48
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_symmetric_moco_loss_is_lightlys_on_the_global_batch(replicas, mirrored):
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
+    images = random_images(16)
+    with strategy.scope():
+        model = method_model("moco", bn_groups=1, symmetric=True)
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+    z = np.asarray(model.projection_head(model.encoder(images.astype(np.float32) / 255, training=True), training=True))
+    expected = numpy_lightly_symmetric_moco(z, z, z, z, np.asarray(model.queue.negatives()), 0, 0.5)
+    loss = model.fit(tf.data.Dataset.from_tensors(images), epochs=1, verbose=0).history["loss"][0]
+    assert loss == pytest.approx(expected, rel=2e-3, abs=2e-3)
 
 
 @pytest.mark.parametrize("replicas", [1, 2])

@@ -21,7 +21,9 @@ LEGACY = pathlib.Path(__file__).parents[1] / "data" / "keras_0.1"
 
 def _other_value(field: dataclasses.Field) -> object:
     """A valid value of the setting other than its default."""
-    default = field.default
+    default, choices = field.default, field.metadata["choices"]
+    if choices:
+        return next(choice for choice in choices if choice != default)
     if isinstance(default, bool):
         return not default
     if default is None or isinstance(default, int):

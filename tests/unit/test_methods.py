@@ -26,6 +26,7 @@ from references import (
     numpy_barlow_twins,
     numpy_cosines,
     numpy_info_nce,
+    numpy_lightly_symmetric_moco,
     numpy_nearest_neighbours,
     numpy_nnclr,
     numpy_supcon,
@@ -117,6 +118,18 @@ def test_first_step_loss_is_the_methods_loss_on_its_own_projections(method):
         cosine = np.mean(numpy_cosines(p, z))
         expected = 2 * (2 - 2 * cosine) if method == "byol" else -cosine
     assert _one_step_loss(model, images, labels) == pytest.approx(expected, rel=2e-3, abs=2e-3)
+
+
+def test_symmetric_moco_is_lightlys_two_losses_with_the_first_keys_in_the_second_bank():
+    keras.utils.set_random_seed(0)
+    images = random_images()
+    model = method_model("moco", bn_groups=1, symmetric=True)
+    z = np.asarray(model.projection_head(model.encoder(images.astype(np.float32) / 255, training=True), training=True))
+    bank = np.asarray(model.queue.negatives())
+    expected = numpy_lightly_symmetric_moco(z, z, z, z, bank, 0, 0.5)
+    assert _one_step_loss(model, images, np.arange(16) % 4) == pytest.approx(expected, rel=2e-3, abs=2e-3)
+    # Both pairs' keys joined the queue.
+    assert int(model.queue.position.numpy()) == 2 * len(images)
 
 
 @pytest.mark.parametrize("method", ["moco", "byol", "simsiam", "supcon", "barlow_twins", "vicreg", "nnclr"])
