@@ -120,6 +120,16 @@ def test_first_step_loss_is_the_methods_loss_on_its_own_projections(method):
     assert _one_step_loss(model, images, labels) == pytest.approx(expected, rel=2e-3, abs=2e-3)
 
 
+def test_barlow_twins_loss_scale_multiplies_the_loss_as_solo_learns_scale_loss():
+    """solo-learn, solo/losses/barlow.py, `barlow_loss_func`: (on_diag + lambda off_diag) * scale_loss."""
+    keras.utils.set_random_seed(0)
+    images = random_images()
+    model = method_model("barlow_twins", loss_scale=0.1)
+    z = np.asarray(model.projection_head(model.encoder(images.astype(np.float32) / 255, training=True), training=True))
+    expected = 0.1 * numpy_barlow_twins(z, z, 5e-3)
+    assert _one_step_loss(model, images, np.arange(16) % 4) == pytest.approx(expected, rel=2e-3, abs=2e-3)
+
+
 def test_symmetric_moco_is_lightlys_two_losses_with_the_first_keys_in_the_second_bank():
     keras.utils.set_random_seed(0)
     images = random_images()
