@@ -287,6 +287,24 @@ def _adjust_saturation(images, factor):
     return (images - gray) * factor + gray
 
 
+def _adjust_channel_contrast(images, factor):
+    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    return (images - mean) * factor + mean
+
+
+def _adjust_hsv_saturation(images, factor):
+    if images.shape[-1] == 1:
+        return images
+    hue, saturation, value = tf.split(tf.image.rgb_to_hsv(images), 3, axis=-1)
+    saturation = tf.clip_by_value(saturation * factor, 0.0, 1.0)
+    return tf.image.hsv_to_rgb(tf.concat([hue, saturation, value], axis=-1))
+
+
+def _shifts(seed: tf.Tensor, batch, limit: float) -> tf.Tensor:
+    """[B, 1, 1, 1] shifts uniform in [-limit, limit]."""
+    return tf.reshape(_uniform(seed, [batch], -limit, limit), [-1, 1, 1, 1])
+
+
 def _adjust_hue(images, shift):
     if images.shape[-1] == 1:
         return images
@@ -302,8 +320,10 @@ class RandomColorJitter(RandomImageLayer):
 
     Each factor is drawn per image: brightness, contrast and saturation scale by a
     factor in [max(1 - x, 0), 1 + x] (clamped at 0, as SimCLR), the hue shifts by up to
-    +-`hue` of a full turn. Keras' `RandomColorJitter` applies its four steps in a fixed
-    order; SimCLR shuffles them.
+    +-`hue` of a full turn; each step is clipped to [0, 1]. Keras' `RandomColorJitter`
+    applies its four steps in a fixed order; SimCLR shuffles them. Contrast and saturation
+    blend with the gray image as torchvision's `ColorJitter` does (SimCLR's `tf.image` ops,
+    as `BYOLColorJitter`, scale each channel about its own mean and the HSV saturation).
     On one-channel images saturation and hue leave the image unchanged.
 
     Args:
@@ -329,17 +349,23 @@ class RandomColorJitter(RandomImageLayer):
             raise ValueError(f"`hue` must be in [0, 0.5]; received hue={hue}.")
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
 
+    def steps(self, batch: tf.Tensor, seeds: list[tf.Tensor]) -> list[Callable[[tf.Tensor], tf.Tensor]]:
+        """Brightness, contrast, saturation and hue, each with its per-image draws from its seed."""
+        brightness = _scale_factors(seeds[0], batch, self.brightness)
+        contrast = _scale_factors(seeds[1], batch, self.contrast)
+        saturation = _scale_factors(seeds[2], batch, self.saturation)
+        hue = _shifts(seeds[3], batch, self.hue)
+        return [
+            lambda x: _adjust_brightness(x, brightness),
+            lambda x: _adjust_contrast(x, contrast),
+            lambda x: _adjust_saturation(x, saturation),
+            lambda x: _adjust_hue(x, hue),
+        ]
+
     def augment(self, images, seed):
         batch = tf.shape(images)[0]
-        order_seed, *factor_seeds = _split(seed, 5)
-        steps: list[Callable[[tf.Tensor], tf.Tensor]] = [
-            lambda x: _adjust_brightness(x, _scale_factors(factor_seeds[0], batch, self.brightness)),
-            lambda x: _adjust_contrast(x, _scale_factors(factor_seeds[1], batch, self.contrast)),
-            lambda x: _adjust_saturation(x, _scale_factors(factor_seeds[2], batch, self.saturation)),
-            lambda x: _adjust_hue(
-                x, tf.reshape(_uniform(factor_seeds[3], [batch], -self.hue, self.hue), [-1, 1, 1, 1])
-            ),
-        ]
+        order_seed, *step_seeds = _split(seed, 5)
+        steps = self.steps(batch, step_seeds)
         # A random permutation per image; at position k each image takes its own step.
         order = tf.argsort(_uniform(order_seed, [batch, len(steps)]), axis=1)
         for position in range(len(steps)):
@@ -356,6 +382,33 @@ class RandomColorJitter(RandomImageLayer):
             "saturation": self.saturation,
             "hue": self.hue,
         }
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class BYOLColorJitter(RandomColorJitter):
+    """BYOL's colour jitter (google-deepmind byol `utils/augmentations.py`, which follows
+    TensorFlow's `tf.image` ops): as `RandomColorJitter`, in an order drawn per image and
+    each step clipped to [0, 1], but brightness adds a shift of up to +-`brightness` (as
+    `tf.image.random_brightness`), contrast scales each channel about its own mean, and
+    saturation scales the HSV saturation, clipped to [0, 1]. BYOL's views take (0.4, 0.4,
+    0.2, 0.1).
+
+    Args:
+        brightness: largest brightness shift, in units of the [0, 1] range.
+        contrast, saturation, hue, seed: as `RandomColorJitter`.
+    """
+
+    def steps(self, batch, seeds):
+        brightness = _shifts(seeds[0], batch, self.brightness)
+        contrast = _scale_factors(seeds[1], batch, self.contrast)
+        saturation = _scale_factors(seeds[2], batch, self.saturation)
+        hue = _shifts(seeds[3], batch, self.hue)
+        return [
+            lambda x: x + brightness,
+            lambda x: _adjust_channel_contrast(x, contrast),
+            lambda x: _adjust_hsv_saturation(x, saturation),
+            lambda x: _adjust_hue(x, hue),
+        ]
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -650,6 +703,10 @@ class RandomApply(RandomlyApplied):
         return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
 
 
+# Whose colour distortion `SimCLRAugment` draws.
+COLOR_JITTERS = ("simclr", "barlow_twins", "byol")
+
+
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class SimCLRAugment(keras.layers.Layer):
     """SimCLR's augmentation pipeline in one layer: one call makes one view per image.
@@ -660,7 +717,8 @@ class SimCLRAugment(keras.layers.Layer):
     solarization, rotation and noise. `SimCLRAugment.cifar()` is the paper's CIFAR
     variant (s=0.5, no blur). BYOL's two asymmetric views are two instances:
     `blur=True, blur_probability=1.0` and
-    `blur=True, blur_probability=0.1, solarize_probability=0.2`.
+    `blur=True, blur_probability=0.1, solarize_probability=0.2`, with BYOL's colour
+    jitter (`color_jitter="byol"`; see `methods.base.asymmetric_augmenters`).
 
     Input: float images in [0, 1], [B, H, W, C] with C = 1 or 3; output: same shape
     and range. Call it twice on the same batch for the two views.
@@ -681,6 +739,12 @@ class SimCLRAugment(keras.layers.Layer):
         blur_kernel: "gaussian" (SimCLR's: 10% of the image side), "pil" (PIL's, as
             solo-learn, Barlow Twins and VICReg), or None (auto): "pil" at 32 px or less,
             where SimCLR's 3 taps cannot hold the sigma drawn (see `RandomGaussianBlur`).
+        color_jitter: whose colour distortion: "simclr" (above); "barlow_twins", the
+            views of Barlow Twins' `Transform` (and of VICReg and solo-learn's
+            `asymmetric.yaml`): torchvision's `ColorJitter` of brightness, contrast 0.8 s,
+            saturation 0.4 s, hue 0.2 s (`RandomColorJitter`); or "byol", BYOL's views:
+            the same strengths with brightness added, not multiplied (`BYOLColorJitter`).
+            At s = 0.5 the last two are their references' (0.4, 0.4, 0.2, 0.1).
 
     Example:
         >>> augment = SimCLRAugment(color_jitter_strength=0.5, seed=0)
@@ -702,6 +766,7 @@ class SimCLRAugment(keras.layers.Layer):
         flip: bool | None = None,
         shear_degrees: float = 0.0,
         blur_kernel: str | None = None,
+        color_jitter: str = "simclr",
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -718,6 +783,8 @@ class SimCLRAugment(keras.layers.Layer):
             _check_probability(name, value)
         if flip is not None and not isinstance(flip, bool):
             raise ValueError(f"`flip` must be True, False or None (auto); received flip={flip!r}.")
+        if color_jitter not in COLOR_JITTERS:
+            raise ValueError(f"`color_jitter` must be one of {COLOR_JITTERS}; received color_jitter={color_jitter!r}.")
         if blur_kernel is not None and blur_kernel not in BLUR_KERNELS:
             raise ValueError(
                 f"`blur_kernel` must be one of {BLUR_KERNELS} or None (auto); received blur_kernel={blur_kernel!r}."
@@ -726,7 +793,7 @@ class SimCLRAugment(keras.layers.Layer):
         self.grayscale_probability, self.noise_stddev = grayscale_probability, noise_stddev
         self.rotation_degrees, self.shear_degrees, self.seed = rotation_degrees, shear_degrees, seed
         self.blur_probability, self.solarize_probability = blur_probability, solarize_probability
-        self.blur_kernel = blur_kernel
+        self.blur_kernel, self.color_jitter = blur_kernel, color_jitter
         # `self.flip` names the flip layer (its weights' path in saved models), so the
         # setting has another name.
         self.flip_setting = flip
@@ -735,10 +802,13 @@ class SimCLRAugment(keras.layers.Layer):
             return None if seed is None else seed * 16 + offset
 
         s = color_jitter_strength
+        # The BYOL-style views jitter saturation at half SimCLR's strength.
+        saturation = 0.8 * s if color_jitter == "simclr" else 0.4 * s
+        jitter = BYOLColorJitter if color_jitter == "byol" else RandomColorJitter
         self.crop = RandomResizedCrop(scale=self.crop_scale, seed=sub_seed(0))
         self.flip = RandomHorizontalFlip(seed=sub_seed(1))
         self.color = RandomApply(
-            RandomColorJitter(0.8 * s, 0.8 * s, 0.8 * s, min(0.2 * s, 0.5), seed=sub_seed(2)),
+            jitter(0.8 * s, 0.8 * s, saturation, min(0.2 * s, 0.5), seed=sub_seed(2)),
             probability=0.8 if s > 0 else 0.0,
             seed=sub_seed(3),
         )
@@ -808,6 +878,7 @@ class SimCLRAugment(keras.layers.Layer):
             "flip": self.flip_setting,
             "shear_degrees": self.shear_degrees,
             "blur_kernel": self.blur_kernel,
+            "color_jitter": self.color_jitter,
         }
 
     @classmethod
