@@ -147,8 +147,9 @@ class PretrainConfig:
     )
     asymmetric_views: bool | None = setting(
         None,
-        "Draw the two views differently, as BYOL does (blur 1.0 / 0.1, solarize 0 / 0.2): byol, barlow_twins, "
-        "vicreg, nnclr; default: the method's.",
+        "Draw the two views differently, as BYOL does (blur 1.0 / 0.1, solarize 0 / 0.2), and jitter their colour "
+        "as the method's reference (0.4, 0.4, 0.2, 0.1 at strength 0.5): byol, barlow_twins, vicreg, nnclr; "
+        "default: the method's.",
         "method",
     )
     queue_size: int | None = setting(
