@@ -287,6 +287,24 @@ def _adjust_saturation(images, factor):
     return (images - gray) * factor + gray
 
 
+def _adjust_channel_contrast(images, factor):
+    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    return (images - mean) * factor + mean
+
+
+def _adjust_hsv_saturation(images, factor):
+    if images.shape[-1] == 1:
+        return images
+    hue, saturation, value = tf.split(tf.image.rgb_to_hsv(images), 3, axis=-1)
+    saturation = tf.clip_by_value(saturation * factor, 0.0, 1.0)
+    return tf.image.hsv_to_rgb(tf.concat([hue, saturation, value], axis=-1))
+
+
+def _shifts(seed: tf.Tensor, batch, limit: float) -> tf.Tensor:
+    """[B, 1, 1, 1] shifts uniform in [-limit, limit]."""
+    return tf.reshape(_uniform(seed, [batch], -limit, limit), [-1, 1, 1, 1])
+
+
 def _adjust_hue(images, shift):
     if images.shape[-1] == 1:
         return images
@@ -302,8 +320,10 @@ class RandomColorJitter(RandomImageLayer):
 
     Each factor is drawn per image: brightness, contrast and saturation scale by a
     factor in [max(1 - x, 0), 1 + x] (clamped at 0, as SimCLR), the hue shifts by up to
-    +-`hue` of a full turn. Keras' `RandomColorJitter` applies its four steps in a fixed
-    order; SimCLR shuffles them.
+    +-`hue` of a full turn; each step is clipped to [0, 1]. Keras' `RandomColorJitter`
+    applies its four steps in a fixed order; SimCLR shuffles them. Contrast and saturation
+    blend with the gray image as torchvision's `ColorJitter` does (SimCLR's `tf.image` ops,
+    as `BYOLColorJitter`, scale each channel about its own mean and the HSV saturation).
     On one-channel images saturation and hue leave the image unchanged.
 
     Args:
@@ -329,17 +349,23 @@ class RandomColorJitter(RandomImageLayer):
             raise ValueError(f"`hue` must be in [0, 0.5]; received hue={hue}.")
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
 
+    def steps(self, batch: tf.Tensor, seeds: list[tf.Tensor]) -> list[Callable[[tf.Tensor], tf.Tensor]]:
+        """Brightness, contrast, saturation and hue, each with its per-image draws from its seed."""
+        brightness = _scale_factors(seeds[0], batch, self.brightness)
+        contrast = _scale_factors(seeds[1], batch, self.contrast)
+        saturation = _scale_factors(seeds[2], batch, self.saturation)
+        hue = _shifts(seeds[3], batch, self.hue)
+        return [
+            lambda x: _adjust_brightness(x, brightness),
+            lambda x: _adjust_contrast(x, contrast),
+            lambda x: _adjust_saturation(x, saturation),
+            lambda x: _adjust_hue(x, hue),
+        ]
+
     def augment(self, images, seed):
         batch = tf.shape(images)[0]
-        order_seed, *factor_seeds = _split(seed, 5)
-        steps: list[Callable[[tf.Tensor], tf.Tensor]] = [
-            lambda x: _adjust_brightness(x, _scale_factors(factor_seeds[0], batch, self.brightness)),
-            lambda x: _adjust_contrast(x, _scale_factors(factor_seeds[1], batch, self.contrast)),
-            lambda x: _adjust_saturation(x, _scale_factors(factor_seeds[2], batch, self.saturation)),
-            lambda x: _adjust_hue(
-                x, tf.reshape(_uniform(factor_seeds[3], [batch], -self.hue, self.hue), [-1, 1, 1, 1])
-            ),
-        ]
+        order_seed, *step_seeds = _split(seed, 5)
+        steps = self.steps(batch, step_seeds)
         # A random permutation per image; at position k each image takes its own step.
         order = tf.argsort(_uniform(order_seed, [batch, len(steps)]), axis=1)
         for position in range(len(steps)):
@@ -356,6 +382,33 @@ class RandomColorJitter(RandomImageLayer):
             "saturation": self.saturation,
             "hue": self.hue,
         }
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class BYOLColorJitter(RandomColorJitter):
+    """BYOL's colour jitter (google-deepmind byol `utils/augmentations.py`, which follows
+    TensorFlow's `tf.image` ops): as `RandomColorJitter`, in an order drawn per image and
+    each step clipped to [0, 1], but brightness adds a shift of up to +-`brightness` (as
+    `tf.image.random_brightness`), contrast scales each channel about its own mean, and
+    saturation scales the HSV saturation, clipped to [0, 1]. BYOL's views take (0.4, 0.4,
+    0.2, 0.1).
+
+    Args:
+        brightness: largest brightness shift, in units of the [0, 1] range.
+        contrast, saturation, hue, seed: as `RandomColorJitter`.
+    """
+
+    def steps(self, batch, seeds):
+        brightness = _shifts(seeds[0], batch, self.brightness)
+        contrast = _scale_factors(seeds[1], batch, self.contrast)
+        saturation = _scale_factors(seeds[2], batch, self.saturation)
+        hue = _shifts(seeds[3], batch, self.hue)
+        return [
+            lambda x: x + brightness,
+            lambda x: _adjust_channel_contrast(x, contrast),
+            lambda x: _adjust_hsv_saturation(x, saturation),
+            lambda x: _adjust_hue(x, hue),
+        ]
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -396,18 +449,72 @@ class RandomSolarize(RandomlyApplied):
         return tf.where(images < 0.5, images, 1.0 - images)
 
 
+# The blur kernels `RandomGaussianBlur` draws, after the references that use them.
+BLUR_KERNELS = ("gaussian", "pil")
+# PIL's GaussianBlur runs three box passes along each axis (src/libImaging/BoxBlur.c).
+_PIL_PASSES = 3
+
+
+def _pil_box(sigma: tf.Tensor, largest: float) -> tf.Tensor:
+    """[B, 2m + 1] weights of the box PIL passes three times for a Gaussian of `sigma` [B]
+    (BoxBlur.c, after Gwosdek et al. 2011): of radius l + a, the 2l + 1 central taps weigh
+    1 / (2(l + a) + 1) and the two next to them share the rest, so that its variance is
+    sigma^2 / 3. m is the reach of the box for the `largest` sigma."""
+    variance = tf.square(sigma) / _PIL_PASSES
+    whole = tf.floor((tf.sqrt(12.0 * variance + 1.0) - 1.0) / 2.0)
+    fraction = (2 * whole + 1) * (whole * (whole + 1) - 3 * variance) / (6 * (variance - tf.square(whole + 1)))
+    inner = 1.0 / (2.0 * (whole + fraction) + 1.0)
+    outer = (1.0 - (2.0 * whole + 1.0) * inner) / 2.0
+    # The margin covers float32 landing above a whole number that float64 lands below.
+    reach = math.floor((math.sqrt(12 * largest**2 / _PIL_PASSES + 1) - 1) / 2 + 1e-4) + 1
+    distance = tf.abs(tf.range(-reach, reach + 1, dtype=tf.float32))[None, :]
+    whole, inner, outer = whole[:, None], inner[:, None], outer[:, None]
+    return tf.where(distance <= whole, inner, tf.where(distance == whole + 1, outer, 0.0))
+
+
+def _filter_along(folded: tf.Tensor, kernel: tf.Tensor, axis: int, repeat_edges: bool) -> tf.Tensor:
+    """`folded` [1, H, W, N] with each channel n convolved along `axis` (1: down the
+    columns, 2: along the rows) with its own kernel[n] ([N, K], K odd), the image carried
+    past its border by repeating the edge pixels (`repeat_edges`, as PIL) or by reflection."""
+    radius = kernel.shape[1] // 2
+    if repeat_edges:
+        last = tf.shape(folded)[axis] - 1
+        first_pixels = tf.gather(folded, tf.zeros([radius], tf.int32), axis=axis)
+        last_pixels = tf.gather(folded, tf.fill([radius], last), axis=axis)
+        padded = tf.concat([first_pixels, folded, last_pixels], axis=axis)
+    else:
+        paddings = [[0, 0], [0, 0], [0, 0], [0, 0]]
+        paddings[axis] = [radius, radius]
+        padded = tf.pad(folded, paddings, mode="REFLECT")
+    taps = tf.transpose(kernel)  # [K, N]
+    weights = taps[:, None, :, None] if axis == 1 else taps[None, :, :, None]
+    return tf.nn.depthwise_conv2d(padded, weights, [1, 1, 1, 1], "VALID")
+
+
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class RandomGaussianBlur(RandomImageLayer):
-    """Blurs each image with its own Gaussian sigma, drawn uniformly from `sigma`.
+    """Blurs each image with its own Gaussian sigma, drawn uniformly from `sigma`, with
+    the kernel of one of the references:
+
+    - "gaussian", SimCLR's and BYOL's (`data_util.gaussian_blur`): the Gaussian sampled
+      on `kernel_fraction` of the image height, 10% in both: 23 taps at 224 px, but 3 at
+      32 px, too few to hold a sigma of 2.
+    - "pil", PIL's `ImageFilter.GaussianBlur(radius=sigma)`, which solo-learn, Barlow
+      Twins and VICReg call at every image size: three passes of a box of fractional
+      width whose variances add up to sigma^2, each pass repeating the edge pixels (up
+      to 13 taps in all at sigma 2). PIL rounds to 8 bits after each of its six passes;
+      this stays in float.
 
     Keras' blur draws one sigma per batch. Here every image gets its own separable
-    kernel of `kernel_fraction` of the image side (10% in SimCLR), applied as one
-    depthwise convolution over the batch folded into channels.
+    kernel, applied as depthwise convolutions over the batch folded into channels.
 
     Args:
         sigma: range of the blur's standard deviation, in pixels.
-        kernel_fraction: kernel side as a fraction of the image height.
+        kernel_fraction: the "gaussian" kernel's side as a fraction of the image height.
         seed: see `RandomImageLayer`.
+        kernel: "gaussian", "pil", or None (auto): "pil" on images of CIFAR's 32 px or
+            smaller, where SimCLR's kernel is too short and the recipes that blur there
+            (solo-learn's) call PIL; "gaussian" above.
     """
 
     def __init__(
@@ -415,6 +522,7 @@ class RandomGaussianBlur(RandomImageLayer):
         sigma: tuple[float, float] = (0.1, 2.0),
         kernel_fraction: float = 0.1,
         seed: int | None = None,
+        kernel: str | None = "gaussian",
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
@@ -422,40 +530,41 @@ class RandomGaussianBlur(RandomImageLayer):
         _check_range("sigma", sigma, 1e-6, math.inf)
         if not 0 < kernel_fraction <= 1:
             raise ValueError(f"`kernel_fraction` must be in (0, 1]; received kernel_fraction={kernel_fraction}.")
-        self.sigma, self.kernel_fraction = sigma, kernel_fraction
+        if kernel is not None and kernel not in BLUR_KERNELS:
+            raise ValueError(f"`kernel` must be one of {BLUR_KERNELS} or None (auto); received kernel={kernel!r}.")
+        self.sigma, self.kernel_fraction, self.kernel = sigma, kernel_fraction, kernel
 
     def augment(self, images, seed):
-        if images.shape[1] is None:
-            raise ValueError("RandomGaussianBlur needs a static image height; set the input shape.")
-        radius = max(1, int(images.shape[1] * self.kernel_fraction) // 2)
+        if None in images.shape[1:3]:
+            raise ValueError("RandomGaussianBlur needs a static image height and width; set the input shape.")
+        kernel = self.kernel or ("pil" if is_small(images.shape[1:]) else "gaussian")
         shape = tf.shape(images)
         batch, channels = shape[0], shape[3]
         sigma = _uniform(seed, [batch], *self.sigma)
-        offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
-        kernel = tf.exp(-0.5 * tf.square(offsets[None, :] / sigma[:, None]))
-        kernel /= tf.reduce_sum(kernel, axis=1, keepdims=True)  # [B, K]
-        kernel = tf.repeat(kernel, channels, axis=0)  # [B*C, K], channel-major per image
         # Fold the batch into channels: [1, H, W, B*C], one depthwise filter per image-channel.
         folded = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, shape[1], shape[2], batch * channels])
-        vertical = tf.transpose(kernel)[:, None, :, None]
-        horizontal = tf.transpose(kernel)[None, :, :, None]
-        folded = tf.nn.depthwise_conv2d(
-            tf.pad(folded, [[0, 0], [radius, radius], [0, 0], [0, 0]], mode="REFLECT"),
-            vertical,
-            [1, 1, 1, 1],
-            "VALID",
-        )
-        folded = tf.nn.depthwise_conv2d(
-            tf.pad(folded, [[0, 0], [0, 0], [radius, radius], [0, 0]], mode="REFLECT"),
-            horizontal,
-            [1, 1, 1, 1],
-            "VALID",
-        )
+        if kernel == "pil":
+            box = tf.repeat(_pil_box(sigma, self.sigma[1]), channels, axis=0)  # [B*C, K], channel-major per image
+            for axis in (2, 1):  # PIL blurs along the rows first
+                for _ in range(_PIL_PASSES):
+                    folded = _filter_along(folded, box, axis, repeat_edges=True)
+        else:
+            radius = max(1, int(images.shape[1] * self.kernel_fraction) // 2)
+            offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+            gaussian = tf.exp(-0.5 * tf.square(offsets[None, :] / sigma[:, None]))
+            gaussian = tf.repeat(gaussian / tf.reduce_sum(gaussian, axis=1, keepdims=True), channels, axis=0)
+            for axis in (1, 2):
+                folded = _filter_along(folded, gaussian, axis, repeat_edges=False)
         blurred = tf.transpose(tf.reshape(folded, [shape[1], shape[2], batch, channels]), [2, 0, 1, 3])
         return tf.ensure_shape(blurred, images.shape)
 
     def get_config(self):
-        return {**super().get_config(), "sigma": self.sigma, "kernel_fraction": self.kernel_fraction}
+        return {
+            **super().get_config(),
+            "sigma": self.sigma,
+            "kernel_fraction": self.kernel_fraction,
+            "kernel": self.kernel,
+        }
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -594,6 +703,10 @@ class RandomApply(RandomlyApplied):
         return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
 
 
+# Whose colour distortion `SimCLRAugment` draws.
+COLOR_JITTERS = ("simclr", "torchvision", "byol")
+
+
 @keras.saving.register_keras_serializable(package="contrastive_tf")
 class SimCLRAugment(keras.layers.Layer):
     """SimCLR's augmentation pipeline in one layer: one call makes one view per image.
@@ -604,7 +717,8 @@ class SimCLRAugment(keras.layers.Layer):
     solarization, rotation and noise. `SimCLRAugment.cifar()` is the paper's CIFAR
     variant (s=0.5, no blur). BYOL's two asymmetric views are two instances:
     `blur=True, blur_probability=1.0` and
-    `blur=True, blur_probability=0.1, solarize_probability=0.2`.
+    `blur=True, blur_probability=0.1, solarize_probability=0.2`, with BYOL's colour
+    jitter (`color_jitter="byol"`; see `methods.base.asymmetric_augmenters`).
 
     Input: float images in [0, 1], [B, H, W, C] with C = 1 or 3; output: same shape
     and range. Call it twice on the same batch for the two views.
@@ -622,6 +736,15 @@ class SimCLRAugment(keras.layers.Layer):
         solarize_probability: chance of solarizing a view (BYOL); 0 turns it off.
         flip: whether to flip half the views left-right; None means on for colour
             images and off for grayscale ones (see `resolve_flip`).
+        blur_kernel: "gaussian" (SimCLR's: 10% of the image side), "pil" (PIL's, as
+            solo-learn, Barlow Twins and VICReg), or None (auto): "pil" at 32 px or less,
+            where SimCLR's 3 taps cannot hold the sigma drawn (see `RandomGaussianBlur`).
+        color_jitter: whose colour distortion: "simclr" (above); "torchvision", the
+            views of Barlow Twins' `Transform` (and of VICReg, solo-learn's
+            `asymmetric.yaml` and lightly's `BYOLTransform`): torchvision's `ColorJitter` of brightness, contrast 0.8 s,
+            saturation 0.4 s, hue 0.2 s (`RandomColorJitter`); or "byol", BYOL's views:
+            the same strengths with brightness added, not multiplied (`BYOLColorJitter`).
+            At s = 0.5 the last two are their references' (0.4, 0.4, 0.2, 0.1).
 
     Example:
         >>> augment = SimCLRAugment(color_jitter_strength=0.5, seed=0)
@@ -642,6 +765,8 @@ class SimCLRAugment(keras.layers.Layer):
         solarize_probability: float = 0.0,
         flip: bool | None = None,
         shear_degrees: float = 0.0,
+        blur_kernel: str | None = None,
+        color_jitter: str = "simclr",
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -658,10 +783,17 @@ class SimCLRAugment(keras.layers.Layer):
             _check_probability(name, value)
         if flip is not None and not isinstance(flip, bool):
             raise ValueError(f"`flip` must be True, False or None (auto); received flip={flip!r}.")
+        if color_jitter not in COLOR_JITTERS:
+            raise ValueError(f"`color_jitter` must be one of {COLOR_JITTERS}; received color_jitter={color_jitter!r}.")
+        if blur_kernel is not None and blur_kernel not in BLUR_KERNELS:
+            raise ValueError(
+                f"`blur_kernel` must be one of {BLUR_KERNELS} or None (auto); received blur_kernel={blur_kernel!r}."
+            )
         self.color_jitter_strength, self.blur, self.crop_scale = color_jitter_strength, blur, tuple(crop_scale)
         self.grayscale_probability, self.noise_stddev = grayscale_probability, noise_stddev
         self.rotation_degrees, self.shear_degrees, self.seed = rotation_degrees, shear_degrees, seed
         self.blur_probability, self.solarize_probability = blur_probability, solarize_probability
+        self.blur_kernel, self.color_jitter = blur_kernel, color_jitter
         # `self.flip` names the flip layer (its weights' path in saved models), so the
         # setting has another name.
         self.flip_setting = flip
@@ -670,16 +802,19 @@ class SimCLRAugment(keras.layers.Layer):
             return None if seed is None else seed * 16 + offset
 
         s = color_jitter_strength
+        # The BYOL-style views jitter saturation at half SimCLR's strength.
+        saturation = 0.8 * s if color_jitter == "simclr" else 0.4 * s
+        jitter = BYOLColorJitter if color_jitter == "byol" else RandomColorJitter
         self.crop = RandomResizedCrop(scale=self.crop_scale, seed=sub_seed(0))
         self.flip = RandomHorizontalFlip(seed=sub_seed(1))
         self.color = RandomApply(
-            RandomColorJitter(0.8 * s, 0.8 * s, 0.8 * s, min(0.2 * s, 0.5), seed=sub_seed(2)),
+            jitter(0.8 * s, 0.8 * s, saturation, min(0.2 * s, 0.5), seed=sub_seed(2)),
             probability=0.8 if s > 0 else 0.0,
             seed=sub_seed(3),
         )
         self.gray = RandomGrayscale(grayscale_probability, seed=sub_seed(4))
         self.blur_layer = RandomApply(
-            RandomGaussianBlur(seed=sub_seed(5)), probability=blur_probability, seed=sub_seed(6)
+            RandomGaussianBlur(seed=sub_seed(5), kernel=blur_kernel), probability=blur_probability, seed=sub_seed(6)
         )
         self.noise = RandomGaussianNoise(noise_stddev, seed=sub_seed(7))
         self.rotation = RandomRotation(rotation_degrees, seed=sub_seed(8))
@@ -742,7 +877,14 @@ class SimCLRAugment(keras.layers.Layer):
             "solarize_probability": self.solarize_probability,
             "flip": self.flip_setting,
             "shear_degrees": self.shear_degrees,
+            "blur_kernel": self.blur_kernel,
+            "color_jitter": self.color_jitter,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before `blur_kernel` existed blurred with SimCLR's kernel at every size.
+        return super().from_config({"blur_kernel": "gaussian", **config})
 
     def variant(self, seed_offset: int = 0, **changes) -> SimCLRAugment:
         """A copy with `changes` to its arguments, e.g. BYOL's second view. A copy drawing

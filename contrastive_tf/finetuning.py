@@ -14,14 +14,22 @@ from contrastive_tf.data import Split, to_unit_range
 from contrastive_tf.evaluation import split_labels, top1_accuracy
 from contrastive_tf.heads import ProjectionHead
 
-# What `experiments.finetune` saves and `experiments.distill` loads as its teacher.
+# SimCLR fine-tunes on crops of 8-100% of the area (google-research/simclr tf2/data_util.py,
+# preprocess_for_train with crop and flip, no colour: what run.py's fine-tuning reads).
+FINE_TUNING_CROP_SCALE = (0.08, 1.0)
 
 
-def light_augmentation(channels: int, seed: int = 0, flip: bool | None = None) -> keras.Sequential:
-    """A random crop of at least half the image, plus a horizontal flip. `flip=None`
-    (auto) flips colour images only, by the rule pretraining's `SimCLRAugment` follows
-    (`resolve_flip`: a flipped digit is another symbol)."""
-    layers = [RandomResizedCrop(scale=(0.5, 1.0), seed=seed)]
+def light_augmentation(
+    channels: int,
+    seed: int = 0,
+    flip: bool | None = None,
+    crop_scale: tuple[float, float] = FINE_TUNING_CROP_SCALE,
+) -> keras.Sequential:
+    """SimCLR's fine-tuning augmentation: a random resized crop of `crop_scale` of the area
+    (aspect 3/4-4/3), plus a horizontal flip. `flip=None` (auto) flips colour images only,
+    by the rule pretraining's `SimCLRAugment` follows (`resolve_flip`: a flipped digit is
+    another symbol)."""
+    layers = [RandomResizedCrop(scale=crop_scale, seed=seed)]
     if resolve_flip(flip, channels):
         layers.append(RandomHorizontalFlip(seed=seed + 1))
     return keras.Sequential(layers, name="light_augmentation")

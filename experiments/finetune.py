@@ -16,7 +16,7 @@ from absl import flags
 from contrastive_tf import storage
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features
-from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
+from contrastive_tf.finetuning import FINE_TUNING_CROP_SCALE, Classifier, fine_tune, light_augmentation
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.reports import report_classification
 from contrastive_tf.run_folder import CLASSIFIER_FILE, MODEL_FILE
@@ -38,6 +38,14 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         "head_layers",
         0,
         "Keep this many projection-head layers below the classifier (SimCLRv2 fine-tunes from 1).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "crop_scale_min",
+        FINE_TUNING_CROP_SCALE[0],
+        "Smallest random-crop area fraction of the labelled images (SimCLR's fine-tuning: 0.08).",
+        lower_bound=0.0,
+        upper_bound=1.0,
         flag_values=flag_values,
     )
     flags.DEFINE_boolean(
@@ -65,7 +73,9 @@ def build_classifier(pretrained, num_classes: int) -> Classifier:
         encoder, head = keras.models.clone_model(encoder), ProjectionHead.from_config(head.get_config())
     # Flip as pretraining did: a flipped digit is another symbol, so grayscale defaults to none.
     flip = getattr(pretrained.model.augmenter, "flip_setting", None)
-    augmenter = light_augmentation(pretrained.image_shape[-1], FLAGS.seed, flip=flip)
+    augmenter = light_augmentation(
+        pretrained.image_shape[-1], FLAGS.seed, flip=flip, crop_scale=(FLAGS.crop_scale_min, 1.0)
+    )
     return Classifier(encoder, num_classes, augmenter, head if FLAGS.head_layers else None, FLAGS.head_layers)
 
 
@@ -81,6 +91,7 @@ def main(argv: list[str]) -> None:
         **eval_common.describe(pretrained, data),
         "epochs": FLAGS.epochs,
         "head_layers": FLAGS.head_layers,
+        "crop_scale_min": FLAGS.crop_scale_min,
     }
     results = report_classification(
         FLAGS.output_dir, inputs, test_labels, result.test_scores, test_features, data.class_names, result.history

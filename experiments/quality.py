@@ -37,7 +37,7 @@ from contrastive_tf.evaluation import (
     linear_probe,
     stratified_indices,
 )
-from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
+from contrastive_tf.finetuning import FINE_TUNING_CROP_SCALE, Classifier, fine_tune, light_augmentation
 from contrastive_tf.knn import KNN_K, knn_accuracy
 from contrastive_tf.methods import METHODS, setting_names
 from contrastive_tf.pretraining import pretrain
@@ -89,6 +89,14 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         "Fine-tuning (and from-scratch) Adam learning rate, cosine-decayed to 0.",
         flag_values=flag_values,
     )
+    flags.DEFINE_float(
+        "finetune_crop_scale_min",
+        FINE_TUNING_CROP_SCALE[0],
+        "Smallest random-crop area fraction in fine-tuning (and from scratch); SimCLR's: 0.08.",
+        lower_bound=0.0,
+        upper_bound=1.0,
+        flag_values=flag_values,
+    )
     flags.DEFINE_string("output_dir", "runs/quality", "Pretraining runs, results.json.", flag_values=flag_values)
     flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=flag_values)
 
@@ -109,14 +117,21 @@ class Row:
 
 def _fine_tune(encoder: keras.Model, data, fraction: float) -> float:
     keras.utils.set_random_seed(FLAGS.seed)
-    model = Classifier(encoder, data.num_classes, light_augmentation(data.image_shape[-1], FLAGS.seed))
+    settings = _fine_tuning()
+    crop_scale = (settings.pop("crop_scale_min"), 1.0)
+    augmentation = light_augmentation(data.image_shape[-1], FLAGS.seed, crop_scale=crop_scale)
+    model = Classifier(encoder, data.num_classes, augmentation)
     subset = labelled_subset(data, fraction, FLAGS.seed)
-    return fine_tune(model, subset.train, data.test, **_fine_tuning(), seed=FLAGS.seed).top1_accuracy
+    return fine_tune(model, subset.train, data.test, **settings, seed=FLAGS.seed).top1_accuracy
 
 
 def _fine_tuning() -> dict:
     """The fine-tuning settings of every fine-tune and from-scratch row, as results.json records them."""
-    return {"epochs": FLAGS.finetune_epochs, "learning_rate": FLAGS.finetune_learning_rate}
+    return {
+        "epochs": FLAGS.finetune_epochs,
+        "learning_rate": FLAGS.finetune_learning_rate,
+        "crop_scale_min": FLAGS.finetune_crop_scale_min,
+    }
 
 
 @dataclasses.dataclass

@@ -288,3 +288,90 @@ def numpy_simclr_center_window(image_height: int, image_width: int, size: int, p
     offset_height = ((image_height - crop_height) + 1) // 2
     offset_width = ((image_width - crop_width) + 1) // 2
     return [offset_height, offset_width, crop_height, crop_width]
+
+
+def numpy_pil_gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """PIL's GaussianBlur(radius=sigma) (python-pillow src/libImaging/BoxBlur.c) on a float
+    [H, W, C] image, without its rounding to 8 bits after each pass: three passes of one
+    box per axis, of a fractional radius whose variance is sigma^2 / 3."""
+    variance = sigma**2 / 3
+    whole = np.floor((np.sqrt(12 * variance + 1) - 1) / 2)
+    radius = whole + (2 * whole + 1) * (whole * (whole + 1) - 3 * variance) / (6 * (variance - (whole + 1) ** 2))
+    inner = 1 / (2 * radius + 1)
+    weights = {k: inner for k in range(-int(whole), int(whole) + 1)}
+    weights[-int(whole) - 1] = weights[int(whole) + 1] = (1 - (2 * whole + 1) * inner) / 2
+    out = image.astype(np.float64)
+    for axis in (1, 0):  # along the rows, then the columns
+        size = out.shape[axis]
+        for _ in range(3):
+            # Each pass reads past the border as the edge pixel.
+            reads = {k: np.clip(np.arange(size) + k, 0, size - 1) for k in weights}
+            out = sum(w * np.take(out, reads[k], axis=axis) for k, w in weights.items())
+    return out
+
+
+def numpy_rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """[..., 3] RGB in [0, 1] to HSV, hue in turns (google-deepmind byol augmentations.py,
+    as TensorFlow's kernel; torchvision's `_rgb2hsv` is the same)."""
+    r, g, b = np.moveaxis(rgb.astype(np.float64), -1, 0)
+    value = np.max([r, g, b], axis=0)
+    spread = value - np.min([r, g, b], axis=0)
+    saturation = np.where(value > 0, spread / np.where(value > 0, value, 1), 0.0)
+    safe = np.where(spread > 0, spread, 1)
+    hue = np.where(r == value, (g - b) / safe, np.where(g == value, 2 + (b - r) / safe, 4 + (r - g) / safe)) / 6
+    hue = np.where(spread > 0, hue % 1.0, 0.0)
+    return np.stack([hue, saturation, value], axis=-1)
+
+
+def numpy_hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    hue, saturation, value = np.moveaxis(hsv, -1, 0)
+    chroma = saturation * value
+    sector = (hue % 1.0) * 6
+    middle = chroma * (1 - np.abs(sector % 2 - 1))
+    zero = np.zeros_like(chroma)
+    # (r, g, b) before adding value - chroma, for each sixth of the hue circle.
+    sixths = [(chroma, middle, zero), (middle, chroma, zero), (zero, chroma, middle)]
+    sixths += [(zero, middle, chroma), (middle, zero, chroma), (chroma, zero, middle)]
+    index = np.minimum(np.floor(sector).astype(int), 5)
+    rgb = np.stack([np.choose(index, [sixth[c] for sixth in sixths]) for c in range(3)], axis=-1)
+    return rgb + (value - chroma)[..., None]
+
+
+def numpy_shift_hue(image: np.ndarray, shift: float) -> np.ndarray:
+    hsv = numpy_rgb_to_hsv(image)
+    hsv[..., 0] = (hsv[..., 0] + shift) % 1.0
+    return numpy_hsv_to_rgb(hsv)
+
+
+def numpy_gray(image: np.ndarray) -> np.ndarray:
+    """[H, W, 1] luma, with the weights of TensorFlow, torchvision and BYOL."""
+    return image @ np.array([0.2989, 0.587, 0.114])[:, None]
+
+
+# One step of each colour jitter on a float [H, W, 3] image, with its drawn parameter: a
+# factor, or for BYOL's brightness and either hue a shift. Each step is clipped to [0, 1].
+# torchvision's ColorJitter (transforms/_functional_tensor.py), which Barlow Twins, VICReg
+# and solo-learn call: brightness, contrast and saturation blend with black, the gray
+# image's mean and the gray image.
+NUMPY_TORCHVISION_JITTER = {
+    "brightness": lambda x, f: np.clip(f * x, 0, 1),
+    "contrast": lambda x, f: np.clip(f * x + (1 - f) * numpy_gray(x).mean(), 0, 1),
+    "saturation": lambda x, f: np.clip(f * x + (1 - f) * numpy_gray(x), 0, 1),
+    "hue": lambda x, shift: np.clip(numpy_shift_hue(x, shift), 0, 1),
+}
+
+
+def _byol_saturation(image, factor):
+    hsv = numpy_rgb_to_hsv(image)
+    hsv[..., 1] = np.clip(hsv[..., 1] * factor, 0, 1)
+    return np.clip(numpy_hsv_to_rgb(hsv), 0, 1)
+
+
+# BYOL's (google-deepmind byol/utils/augmentations.py): brightness adds a shift, contrast
+# scales each channel about its own mean, saturation scales the HSV saturation.
+NUMPY_BYOL_JITTER = {
+    "brightness": lambda x, shift: np.clip(x + shift, 0, 1),
+    "contrast": lambda x, f: np.clip(f * (x - x.mean(axis=(0, 1))) + x.mean(axis=(0, 1)), 0, 1),
+    "saturation": _byol_saturation,
+    "hue": lambda x, shift: np.clip(numpy_shift_hue(x, shift), 0, 1),
+}

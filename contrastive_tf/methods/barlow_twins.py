@@ -31,6 +31,7 @@ class BarlowTwinsSettings(settings.MethodSettings):
     projection_dim: int = settings.projection_dim(8192)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(8192)
     asymmetric_views: bool = settings.asymmetric_views(True)
+    color_jitter: str = settings.color_jitter("torchvision")
     loss_scale: float = setting(
         1.0,
         "Multiplies Barlow Twins' loss: 1 in the paper's reference, 0.1 in solo-learn (scale_loss), which matters "

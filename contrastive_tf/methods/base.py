@@ -208,19 +208,27 @@ class ContrastiveModel(keras.Model):
 
 
 def asymmetric_augmenters(
-    augmenter: keras.layers.Layer, asymmetric_views: bool = True
+    augmenter: keras.layers.Layer, asymmetric_views: bool = True, color_jitter: str = "torchvision"
 ) -> tuple[keras.layers.Layer, keras.layers.Layer | None]:
     """The augmenters of BYOL's two views, which Barlow Twins, VICReg and NNCLR draw too
     (google-deepmind/byol `byol/utils/augmentations.py`; facebookresearch/barlowtwins
-    `main.py`, `Transform`; facebookresearch/vicreg `augmentations.py`, `TrainTransform`):
-    the first view always blurred and never solarized, the second blurred with probability
-    0.1 and solarized with 0.2 (blur only where `augmenter` blurs at all: not at CIFAR's size).
+    `main.py`, `Transform`; facebookresearch/vicreg `augmentations.py`, `TrainTransform`;
+    solo-learn `scripts/pretrain/cifar/augmentations/asymmetric.yaml`): the first view
+    always blurred and never solarized, the second blurred with probability 0.1 and
+    solarized with 0.2 (blur only where `augmenter` blurs at all: not at CIFAR's size).
+
+    Both views' colour jitter is the references' (brightness, contrast, saturation, hue
+    0.4, 0.4, 0.2, 0.1 at colour strength 0.5, p = 0.8, then grayscale p = 0.2), in the
+    maths `color_jitter` names (see `SimCLRAugment`): "torchvision", the `ColorJitter`
+    that Barlow Twins, VICReg, solo-learn and lightly call (NNCLR has no public code; its
+    CIFAR-10 recipe is solo-learn's), or "byol", BYOL's own, whose brightness is added,
+    not multiplied.
 
     Returns (first, second): `augmenter` and None, meaning both views alike, unless
     `asymmetric_views` and `augmenter` is a `SimCLRAugment`."""
     if not asymmetric_views or not isinstance(augmenter, SimCLRAugment):
         return augmenter, None
     return (
-        augmenter.variant(blur_probability=1.0, solarize_probability=0.0),
-        augmenter.variant(blur_probability=0.1, solarize_probability=0.2, seed_offset=1),
+        augmenter.variant(blur_probability=1.0, solarize_probability=0.0, color_jitter=color_jitter),
+        augmenter.variant(blur_probability=0.1, solarize_probability=0.2, color_jitter=color_jitter, seed_offset=1),
     )

@@ -39,6 +39,7 @@ class BYOLSettings(settings.MethodSettings):
     projection_hidden_dim: int | None = settings.projection_hidden_dim(4096)
     predictor_hidden_dim: int = settings.predictor_hidden_dim(4096)
     asymmetric_views: bool = settings.asymmetric_views(True)
+    color_jitter: str = settings.color_jitter("byol")
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -92,7 +93,7 @@ class BYOL(ContrastiveModel):
             output_bias=False,
         )
         predictor = prediction_head(settings.projection_dim, settings.predictor_hidden_dim, output_bias=False)
-        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views)
+        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views, settings.color_jitter)
         return cls(encoder, head, predictor, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 
     def heads(self):

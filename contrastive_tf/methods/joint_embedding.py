@@ -54,7 +54,7 @@ class JointEmbeddingModel(ContrastiveModel):
         """The method with its `expander` and, with `asymmetric_views` and a `SimCLRAugment`,
         the views drawn as BYOL's (see `asymmetric_augmenters`)."""
         head = expander(settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim)
-        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views)
+        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views, settings.color_jitter)
         return cls(encoder, head, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 
     def heads(self):

@@ -32,6 +32,7 @@ class NNCLRSettings(settings.MethodSettings):
     projection_hidden_dim: int | None = settings.projection_hidden_dim(2048)
     predictor_hidden_dim: int = settings.predictor_hidden_dim(4096)
     asymmetric_views: bool = settings.asymmetric_views(True)
+    color_jitter: str = settings.color_jitter("torchvision")
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
@@ -82,7 +83,7 @@ class NNCLR(ContrastiveModel):
             settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim, batch_norm=True
         )
         predictor = prediction_head(settings.projection_dim, settings.predictor_hidden_dim)
-        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views)
+        augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views, settings.color_jitter)
         return cls(encoder, head, predictor, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 
     @classmethod

@@ -13,6 +13,9 @@ import typing
 from contrastive_tf.errors import UsageError
 from contrastive_tf.settings import at_least, check_fields, positive, setting, within
 
+# The colour jitters of BYOL-style views (a subset of `augmentation.COLOR_JITTERS`).
+ASYMMETRIC_JITTERS = ("torchvision", "byol")
+
 
 @dataclasses.dataclass(frozen=True)
 class MethodSettings:
@@ -94,6 +97,17 @@ def predictor_hidden_dim(default: int) -> typing.Any:
 def asymmetric_views(default: bool) -> typing.Any:
     return setting(
         default,
-        "Draw the two views differently, as BYOL does (blur 1.0 / 0.1, solarize 0 / 0.2).",
+        "Draw the two views differently, as BYOL does (blur 1.0 / 0.1, solarize 0 / 0.2), and jitter their colour "
+        "as the method's reference (0.4, 0.4, 0.2, 0.1 at strength 0.5).",
+        structural=True,
+    )
+
+
+def color_jitter(default: str) -> typing.Any:
+    return setting(
+        default,
+        "How the asymmetric views jitter colour: torchvision, the ColorJitter Barlow Twins, VICReg, solo-learn and "
+        "lightly call (brightness multiplied); byol, BYOL's augmentations.py (brightness added).",
+        choices=ASYMMETRIC_JITTERS,
         structural=True,
     )

@@ -45,6 +45,7 @@ class VICRegSettings(settings.MethodSettings):
     projection_dim: int = settings.projection_dim(8192)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(8192)
     asymmetric_views: bool = settings.asymmetric_views(True)
+    color_jitter: str = settings.color_jitter("torchvision")
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")

@@ -33,7 +33,7 @@ def test_a_recipe_files_rows_beside_their_baselines(mnist_subset, tmp_path):
     rows = {(row["evaluation"], row["labels"]): row for row in results["rows"]}
     assert {row["dataset"] for row in results["rows"]} == {"tiny_mnist"}
     assert set(results["pretraining_minutes"]) == {"tiny_mnist/simclr"}
-    assert results["fine_tuning"] == {"epochs": 1, "learning_rate": 0.003}
+    assert results["fine_tuning"] == {"epochs": 1, "learning_rate": 0.003, "crop_scale_min": 0.08}
     linear = rows[("linear probe (standardised)", "100%")]
     assert 0 < linear["learned"] <= 1 and 0 < linear["random_weights"] <= 1
     assert 0 < rows[("fine-tune", "10%")]["from_scratch"] <= 1

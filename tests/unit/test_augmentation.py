@@ -6,8 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image, ImageFilter
 
 from contrastive_tf.augmentation import (
+    BYOLColorJitter,
     RandomApply,
     RandomColorJitter,
     RandomGaussianBlur,
@@ -23,13 +25,17 @@ from contrastive_tf.augmentation import (
     shear,
 )
 from contrastive_tf.finetuning import light_augmentation
+from contrastive_tf.methods.base import asymmetric_augmenters
+from references import NUMPY_BYOL_JITTER, NUMPY_TORCHVISION_JITTER, numpy_pil_gaussian_blur, numpy_rgb_to_hsv
 
 LAYERS = {
     "crop": lambda seed: RandomResizedCrop(seed=seed),
     "flip": lambda seed: RandomHorizontalFlip(seed=seed),
     "jitter": lambda seed: RandomColorJitter(seed=seed),
+    "byol_jitter": lambda seed: BYOLColorJitter(0.4, 0.4, 0.2, 0.1, seed=seed),
     "grayscale": lambda seed: RandomGrayscale(probability=0.5, seed=seed),
     "blur": lambda seed: RandomGaussianBlur(seed=seed),
+    "blur_pil": lambda seed: RandomGaussianBlur(seed=seed, kernel="pil"),
     "noise": lambda seed: RandomGaussianNoise(seed=seed),
     "rotation": lambda seed: RandomRotation(30, seed=seed),
     "shear": lambda seed: RandomShear(20, seed=seed),
@@ -161,6 +167,76 @@ def test_jitter_factors_are_uniform_from_max_of_one_minus_strength_and_zero(step
     np.testing.assert_allclose(np.quantile(factors, quantiles), low + (high - low) * np.array(quantiles), atol=0.05)
 
 
+# The BYOL-style views' strengths (BYOL, Barlow Twins, VICReg, solo-learn's asymmetric.yaml).
+VIEW_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1}
+# (layer, NumPy transcription, brightness range) of each reference's jitter.
+REFERENCE_JITTERS = {
+    "barlow_twins": (RandomColorJitter, NUMPY_TORCHVISION_JITTER, (0.6, 1.4)),  # a factor
+    "byol": (BYOLColorJitter, NUMPY_BYOL_JITTER, (-0.4, 0.4)),  # a shift
+}
+
+
+def _drawn_parameter(reference: str, step: str, image: np.ndarray, out: np.ndarray) -> float:
+    """The factor or shift a jitter `step` drew, read back from the probe pixels of `image`
+    [H, W, 3], (0, 0) and (0, 1), which no draw pushes out of [0, 1]."""
+    if step == "brightness":
+        return out[0, 0, 0] - image[0, 0, 0] if reference == "byol" else out[0, 0, 0] / image[0, 0, 0]
+    if step == "contrast":
+        return (out[0, 1, 0] - out[0, 0, 0]) / (image[0, 1, 0] - image[0, 0, 0])
+    if step == "saturation" and reference == "byol":
+        return numpy_rgb_to_hsv(out[0, 0])[1] / numpy_rgb_to_hsv(image[0, 0])[1]
+    if step == "saturation":
+        return (out[0, 0, 0] - out[0, 0, 1]) / (image[0, 0, 0] - image[0, 0, 1])
+    return (numpy_rgb_to_hsv(out[0, 0])[0] - numpy_rgb_to_hsv(image[0, 0])[0] + 0.5) % 1.0 - 0.5
+
+
+@pytest.mark.parametrize("reference", REFERENCE_JITTERS)
+@pytest.mark.parametrize("step", VIEW_JITTER)
+def test_view_jitter_steps_are_their_references(reference, step):
+    # One step at a time, at the views' strength: every image must be the reference's step
+    # with the parameter read back from its probe pixels, drawn uniformly from the
+    # reference's range.
+    layer, numpy_steps, brightness_range = REFERENCE_JITTERS[reference]
+    strengths = {name: value if name == step else 0.0 for name, value in VIEW_JITTER.items()}
+    image = np.random.default_rng(0).uniform(size=(8, 8, 3))
+    image[0, 0], image[0, 1] = [0.56, 0.28, 0.42], [0.46, 0.5, 0.5]  # saturation 0.5; a contrast gap
+    out = layer(**strengths, seed=0)(np.repeat(image[None], 500, axis=0).astype(np.float32)).numpy()
+    drawn = np.array([_drawn_parameter(reference, step, image, view) for view in out])
+    for view, parameter in zip(out, drawn, strict=True):
+        np.testing.assert_allclose(view, numpy_steps[step](image, parameter), atol=1e-4)
+    strength = VIEW_JITTER[step]
+    ranges = {"brightness": brightness_range, "hue": (-strength, strength)}
+    low, high = ranges.get(step, (1 - strength, 1 + strength))
+    assert low - 1e-4 <= drawn.min() and drawn.max() <= high + 1e-4
+    quantiles = np.array([0.1, 0.5, 0.9])
+    np.testing.assert_allclose(np.quantile(drawn, quantiles), low + (high - low) * quantiles, atol=0.05 * (high - low))
+
+
+@pytest.mark.parametrize(
+    "color_jitter, layer, strengths",
+    [
+        ("simclr", RandomColorJitter, (0.4, 0.4, 0.4, 0.1)),  # SimCLR's 0.8 s, 0.8 s, 0.8 s, 0.2 s
+        ("barlow_twins", RandomColorJitter, (0.4, 0.4, 0.2, 0.1)),
+        ("byol", BYOLColorJitter, (0.4, 0.4, 0.2, 0.1)),
+    ],
+)
+def test_simclr_augment_jitters_as_the_named_reference_at_strength_one_half(color_jitter, layer, strengths):
+    augment = SimCLRAugment(color_jitter_strength=0.5, color_jitter=color_jitter)
+    jitter = augment.color.layer
+    assert type(jitter) is layer
+    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == pytest.approx(strengths)
+    assert (augment.color.probability, augment.grayscale_probability) == (0.8, 0.2)
+
+
+@pytest.mark.parametrize("color_jitter", [None, "byol"])
+def test_asymmetric_views_jitter_as_torchvision_unless_byol_is_named(color_jitter):
+    # barlowtwins main.py Transform, vicreg augmentations.py and solo-learn call torchvision's
+    # ColorJitter(0.4, 0.4, 0.2, 0.1); BYOL's augmentations.py adds its brightness shift.
+    named = {} if color_jitter is None else {"color_jitter": color_jitter}
+    views = asymmetric_augmenters(SimCLRAugment(color_jitter_strength=0.5, seed=0), **named)
+    assert [view.color_jitter for view in views] == [color_jitter or "torchvision"] * 2
+
+
 def test_strong_jitter_never_turns_an_image_black():
     images = tf.random.stateless_uniform([2000, 8, 8, 3], [0, 1], minval=0.05, maxval=1.0)
     s = 1.5
@@ -238,6 +314,54 @@ def test_blur_preserves_constant_images_and_smooths_noise():
     assert float(tf.math.reduce_std(blur(noise))) < 0.5 * float(tf.math.reduce_std(noise))
 
 
+@pytest.mark.parametrize("sigma", [0.1, 0.7, 1.4, 2.0])
+@pytest.mark.parametrize("size", [(32, 32), (5, 3)])
+def test_pil_kernel_blurs_as_pillows_gaussian_blur(sigma, size):
+    images = tf.random.stateless_uniform([3, *size, 3], [0, 3])
+    out = RandomGaussianBlur((sigma, sigma), kernel="pil", seed=0)(images).numpy()
+    for image, blurred in zip(images.numpy(), out, strict=True):
+        np.testing.assert_allclose(blurred, numpy_pil_gaussian_blur(image, sigma), atol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 2.0])
+def test_pil_kernel_is_within_8_bit_rounding_of_pillow_itself(sigma):
+    # Pillow rounds to 8 bits after each of its six passes: on 500 CIFAR-10 test images the
+    # float blur is within 2.9/255 of it (0.3-0.7/255 on average).
+    images = np.asarray(tf.random.stateless_uniform([4, 32, 32, 3], [0, 4], maxval=256, dtype=tf.int32), np.uint8)
+    expected = np.stack(
+        [np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(sigma))) for image in images]
+    )
+    out = RandomGaussianBlur((sigma, sigma), kernel="pil", seed=0)(images.astype(np.float32) / 255).numpy()
+    np.testing.assert_allclose(out * 255, expected, atol=3.0)
+
+
+def test_gaussian_kernel_is_simclrs_23_taps_at_224_px():
+    # SimCLR's data_util: kernel_size = height // 10, radius = kernel_size // 2 = 11.
+    impulse = np.zeros([1, 224, 224, 1], np.float32)
+    impulse[0, 112, 112] = 1.0
+    out = RandomGaussianBlur((2.0, 2.0), seed=0)(impulse).numpy()[0, 112, :, 0]
+    taps = np.exp(-0.5 * (np.arange(-11, 12) / 2.0) ** 2)
+    taps /= taps.sum()
+    np.testing.assert_allclose(out[101:124], taps * taps[11], atol=1e-7)
+    assert not out[:101].any() and not out[124:].any()
+
+
+@pytest.mark.parametrize("size, kernel", [(32, "pil"), (28, "pil"), (40, "gaussian"), (224, "gaussian")])
+def test_auto_kernel_is_pils_at_cifar_size_and_simclrs_above(size, kernel):
+    images = _images(batch=2, size=size)
+    auto = RandomGaussianBlur(kernel=None, seed=0)(images)
+    np.testing.assert_array_equal(auto, RandomGaussianBlur(kernel=kernel, seed=0)(images))
+    assert SimCLRAugment().blur_layer.layer.kernel is None
+
+
+def test_simclr_augment_saved_before_blur_kernel_and_color_jitter_draws_as_it_did():
+    config = SimCLRAugment(seed=0).get_config()
+    del config["blur_kernel"], config["color_jitter"]
+    restored = SimCLRAugment.from_config(config)
+    assert (restored.blur_layer.layer.kernel, restored.color_jitter) == ("gaussian", "simclr")
+    assert type(restored.color.layer) is RandomColorJitter and restored.color.layer.saturation == 0.8
+
+
 def test_no_repeated_draws_under_parallel_tf_data_map():
     layer = RandomResizedCrop(seed=7)
     image = _images(batch=1)
@@ -284,6 +408,9 @@ def test_config_round_trips_through_a_keras_file(name, tmp_path):
         (lambda: RandomColorJitter(brightness=-1), "brightness"),
         (lambda: RandomColorJitter(hue=0.7), "hue"),
         (lambda: RandomGaussianBlur(sigma=(2.0, 1.0)), "sigma"),
+        (lambda: RandomGaussianBlur(kernel="box"), "`kernel` must"),
+        (lambda: SimCLRAugment(blur_kernel="box"), "`blur_kernel` must"),
+        (lambda: SimCLRAugment(color_jitter="torch"), "`color_jitter` must"),
         (lambda: RandomGaussianNoise(stddev=-0.1), "stddev"),
         (lambda: RandomRotation(max_degrees=270), "max_degrees"),
         (lambda: RandomShear(max_degrees=75), "max_degrees"),

@@ -1,5 +1,5 @@
-"""Fine-tuning: from the middle of a projection head (SimCLRv2's protocol), and behind a
-rotation with a batch of unknown size."""
+"""Fine-tuning: from the middle of a projection head (SimCLRv2's protocol), behind a
+rotation with a batch of unknown size, and SimCLR's fine-tuning crops."""
 
 import warnings
 
@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.augmentation import RandomRotation
+from contrastive_tf.augmentation import RandomResizedCrop, RandomRotation
 from contrastive_tf.data import Split
 from contrastive_tf.encoders import small_cnn
-from contrastive_tf.finetuning import Classifier, fine_tune
+from contrastive_tf.finetuning import Classifier, fine_tune, light_augmentation
 from contrastive_tf.heads import ProjectionHead
 
 
@@ -45,3 +45,22 @@ def test_a_grid_pooled_encoder_fine_tunes_behind_a_rotation():
     model = Classifier(small_cnn(width=0.25, pooling_grid=2), 3, augmenter)
     result = fine_tune(model, _split(40, 0), _split(16, 1), epochs=1, batch_size=16)
     assert result.test_scores.shape == (16, 3)
+
+
+def test_fine_tuning_crops_as_simclr_from_8_to_100_percent_of_the_area():
+    # google-research/simclr tf2/data_util.py: fine-tuning reads preprocess_for_train with
+    # crop_and_resize, area_range (0.08, 1.0), aspect 3/4-4/3.
+    crop = light_augmentation(3).layers[0]
+    assert isinstance(crop, RandomResizedCrop)
+    assert (crop.scale, crop.ratio) == ((0.08, 1.0), (3 / 4, 4 / 3))
+    # A 64x64 image whose pixel value is its column: a view's first row spans the crop's width.
+    columns = tf.tile(tf.reshape(tf.linspace(0.0, 1.0, 64), [1, 1, 64, 1]), [4000, 64, 1, 3])
+    out = light_augmentation(3, seed=0, flip=False)(columns, training=True).numpy()
+    widths = out[:, 0, -1, 0] - out[:, 0, 0, 0]
+    # sqrt(0.08 * 3/4) = 0.245 is the narrowest crop 8% allows; 50% would allow 0.61.
+    assert 0.2 < np.quantile(widths, 0.001) < 0.3
+
+
+def test_fine_tuning_crops_as_asked():
+    crop = light_augmentation(1, crop_scale=(0.5, 1.0)).layers[0]
+    assert crop.scale == (0.5, 1.0)
