@@ -171,7 +171,7 @@ def test_jitter_factors_are_uniform_from_max_of_one_minus_strength_and_zero(step
 VIEW_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1}
 # (layer, NumPy transcription, brightness range) of each reference's jitter.
 REFERENCE_JITTERS = {
-    "barlow_twins": (RandomColorJitter, NUMPY_TORCHVISION_JITTER, (0.6, 1.4)),  # a factor
+    "torchvision": (RandomColorJitter, NUMPY_TORCHVISION_JITTER, (0.6, 1.4)),  # a factor
     "byol": (BYOLColorJitter, NUMPY_BYOL_JITTER, (-0.4, 0.4)),  # a shift
 }
 
@@ -216,7 +216,7 @@ def test_view_jitter_steps_are_their_references(reference, step):
     "color_jitter, layer, strengths",
     [
         ("simclr", RandomColorJitter, (0.4, 0.4, 0.4, 0.1)),  # SimCLR's 0.8 s, 0.8 s, 0.8 s, 0.2 s
-        ("barlow_twins", RandomColorJitter, (0.4, 0.4, 0.2, 0.1)),
+        ("torchvision", RandomColorJitter, (0.4, 0.4, 0.2, 0.1)),
         ("byol", BYOLColorJitter, (0.4, 0.4, 0.2, 0.1)),
     ],
 )

@@ -51,10 +51,11 @@ def test_the_defaults_are_the_papers():
     defaults). NNCLR: projector [2048, 2048, 256], predictor [4096, 256], temperature 0.1,
     support set 98,304 (Dwibedi et al. 2021). All three draw BYOL's asymmetric views."""
     expander = {"projection_layers": 3, "projection_dim": 8192, "projection_hidden_dim": 8192}
-    barlow = {"redundancy_weight": 5e-3, **expander, "asymmetric_views": True, "loss_scale": 1.0}
+    views = {"asymmetric_views": True, "color_jitter": "torchvision"}
+    barlow = {"redundancy_weight": 5e-3, **expander, **views, "loss_scale": 1.0}
     assert METHODS["barlow_twins"].settings() == barlow
     weights = {"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0}
-    assert METHODS["vicreg"].settings() == {**weights, **expander, "asymmetric_views": True}
+    assert METHODS["vicreg"].settings() == {**weights, **expander, **views}
     assert METHODS["nnclr"].settings() == {
         "temperature": 0.1,
         "queue_size": 98304,
@@ -62,5 +63,5 @@ def test_the_defaults_are_the_papers():
         "projection_dim": 256,
         "projection_hidden_dim": 2048,
         "predictor_hidden_dim": 4096,
-        "asymmetric_views": True,
+        **views,
     }
