@@ -133,3 +133,12 @@ def test_a_cifar_recipe_builds_its_method(path: pathlib.Path):
     augmenter = SimCLRAugment(blur=config.blur, crop_scale=(config.crop_scale_min, 1.0), seed=0)
     model = contrastive_model(config.method, encoder, augmenter, num_classes=10, **config.method_settings())
     assert config.projection_dim in (None, model.projection_head.output_dim)  # None: the method's own
+
+
+def test_vicreg_cifar10_weights_the_variance_term_as_solo_learn_does():
+    # solo/losses/vicreg.py sums the two views' variance hinges at weight 25; losses.vicreg_loss
+    # averages them (facebookresearch/vicreg), so the same loss takes weight 50 here.
+    config = config_from_argv(f"--flagfile={ROOT / 'configs' / 'vicreg_cifar10.flags'}")
+    settings = config.method_settings()
+    weights = (settings["invariance_weight"], settings["variance_weight"], settings["covariance_weight"])
+    assert weights == (25.0, 50.0, 1.0)
