@@ -13,7 +13,7 @@ from contrastive_tf.distribute import STRATEGIES
 from contrastive_tf.encoders import ENCODERS
 from contrastive_tf.errors import UsageError
 from contrastive_tf.methods import METHODS, check_method, setting_fields, setting_names
-from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, OPTIMIZERS
+from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, LR_SCHEDULE_INTERVALS, OPTIMIZERS
 from contrastive_tf.precision import PRECISIONS
 from contrastive_tf.settings import at_least, check_fields, positive, setting, within
 from contrastive_tf.tfrecords import IMAGE_KEY, LABEL_KEY
@@ -132,8 +132,27 @@ class PretrainConfig:
         "none", "linear: lr*B/256, sqrt: lr*sqrt(B), none: lr.", "optimisation", choices=LR_SCALINGS
     )
     warmup_epochs: float = setting(1.0, "Linear warmup epochs before cosine decay.", "optimisation", valid=at_least(0))
+    warmup_start_learning_rate: float = setting(
+        0.0,
+        "Learning rate the warmup starts from (solo-learn's warmup_start_lr: 3e-5).",
+        "optimisation",
+        valid=at_least(0),
+    )
+    lr_schedule_interval: str = setting(
+        "step",
+        "How often the learning rate changes: every step, or once an epoch (a torch scheduler stepped per epoch, "
+        "as lightly's benchmarks).",
+        "optimisation",
+        choices=LR_SCHEDULE_INTERVALS,
+    )
     weight_decay: float = setting(
         1e-6, "Weight decay (not applied to batch norm or biases).", "optimisation", valid=at_least(0)
+    )
+    weight_decay_vectors: bool = setting(
+        False,
+        "Also decay batch norm and biases, as torch's SGD over all parameters (lightly; solo-learn's SupCon); "
+        "sgd and adamw (LARS never decays them).",
+        "optimisation",
     )
     # LARS' own settings: named lars_ + its argument, and refused with another optimizer.
     lars_trust_coefficient: float = setting(

@@ -193,15 +193,54 @@ def scale_learning_rate(base: float, batch_size: int, scaling: str = "linear") -
     raise UsageError(f"unknown lr_scaling {scaling!r}; choose one of {', '.join(LR_SCALINGS)}")
 
 
-def warmup_cosine(peak: float, total_steps: int, warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warmup from 0 to `peak` over `warmup_steps`, then cosine decay to 0."""
+LR_SCHEDULE_INTERVALS = ("step", "epoch")
+
+
+def warmup_cosine(
+    peak: float,
+    total_steps: int,
+    warmup_steps: int,
+    start: float = 0.0,
+    steps_per_epoch: int | None = None,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warmup from `start` to `peak` over `warmup_steps`, then cosine decay to 0.
+
+    `start` is solo-learn's `warmup_start_lr` (3e-5 in its recipes; its scheduler reaches the
+    peak one step sooner). With `steps_per_epoch`, the rate changes once an epoch, as a torch
+    scheduler stepped per epoch (lightly's `CosineAnnealingLR(optimizer, max_epochs)`)."""
     warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=start,
         decay_steps=max(total_steps - warmup_steps, 1),
         warmup_target=peak,
         warmup_steps=warmup_steps,
     )
+    return EpochWise(schedule, steps_per_epoch) if steps_per_epoch else schedule
+
+
+@keras.saving.register_keras_serializable(package="contrastive_tf")
+class EpochWise(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` held for each epoch at its value at the epoch's first step.
+
+    Args:
+        schedule: a schedule over steps.
+        steps_per_epoch: steps in an epoch, >= 1.
+    """
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule, steps_per_epoch: int):
+        if steps_per_epoch < 1:
+            raise ValueError(f"`steps_per_epoch` must be >= 1; received steps_per_epoch={steps_per_epoch}.")
+        self.schedule, self.steps_per_epoch = schedule, steps_per_epoch
+
+    def __call__(self, step):
+        return self.schedule((step // self.steps_per_epoch) * self.steps_per_epoch)
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "steps_per_epoch": self.steps_per_epoch}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["steps_per_epoch"])
 
 
 def build_optimizer(
@@ -225,12 +264,14 @@ def build_optimizer(
 
 
 def exclude_vectors_from_weight_decay(
-    optimizer: keras.optimizers.Optimizer, variables: Iterable, plain: Iterable = ()
+    optimizer: keras.optimizers.Optimizer, variables: Iterable, plain: Iterable = (), decay_vectors: bool = False
 ) -> None:
-    """Keeps weight decay off 1-D variables (batch norm, biases) and off `plain`, the
-    variables that should take plain steps: under LARS, `plain` also gets no trust ratio.
+    """Keeps weight decay off 1-D variables (batch norm, biases; unless `decay_vectors`, as
+    torch's SGD over all parameters in lightly's and solo-learn's SupCon runs) and off
+    `plain`, the variables that should take plain steps: under LARS, `plain` also gets no
+    trust ratio (and LARS leaves 1-D variables undecayed whatever `decay_vectors` says).
     Pass the online probe's variables as `plain`, as SimCLR does its supervised head: its
     step should not depend on the encoder's contrastive settings. Call once, before the
     first step (each call replaces the last one's exclusions)."""
-    excluded = [v for v in variables if len(v.shape) < 2] + list(plain)
+    excluded = [v for v in variables if len(v.shape) < 2 and not decay_vectors] + list(plain)
     optimizer.exclude_from_weight_decay(var_list=excluded)

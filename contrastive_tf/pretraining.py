@@ -159,10 +159,18 @@ def build_model(run: Run) -> ContrastiveModel:
         )
         model.build((None, *data.image_shape))
         peak = scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
-        schedule = warmup_cosine(peak, total_steps, int(config.warmup_epochs * run.steps_per_epoch))
+        schedule = warmup_cosine(
+            peak,
+            total_steps,
+            int(config.warmup_epochs * run.steps_per_epoch),
+            start=config.warmup_start_learning_rate,
+            steps_per_epoch=run.steps_per_epoch if config.lr_schedule_interval == "epoch" else None,
+        )
         optimizer = build_optimizer(config.optimizer, schedule, config.weight_decay, **config.lars_settings())
         probe = model.probe.trainable_variables if model.probe is not None else []
-        exclude_vectors_from_weight_decay(optimizer, model.trainable_variables, plain=probe)
+        exclude_vectors_from_weight_decay(
+            optimizer, model.trainable_variables, plain=probe, decay_vectors=config.weight_decay_vectors
+        )
         model.compile(optimizer=optimizer, jit_compile=run.jit_compile)
         # Now, not at the first step: under multi_worker every worker must create the same
         # variables in the same order, whether or not it has a checkpoint to restore.

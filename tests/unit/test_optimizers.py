@@ -173,6 +173,35 @@ def test_warmup_then_cosine_decay():
     assert float(schedule(110)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_warmup_starts_where_solo_learn_starts_it():
+    # solo-learn, solo/utils/lr_scheduler.py: warmup_start_lr, then linear to the peak.
+    schedule = warmup_cosine(peak=1.0, total_steps=110, warmup_steps=10, start=3e-5)
+    assert float(schedule(0)) == pytest.approx(3e-5)
+    assert float(schedule(5)) == pytest.approx(3e-5 + 0.5 * (1.0 - 3e-5))
+    assert float(schedule(60)) == pytest.approx(0.5 * (1 + math.cos(math.pi * 50 / 100)))
+
+
+def test_an_epoch_wise_schedule_is_torchs_cosine_annealing_stepped_per_epoch():
+    # torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs), stepped once an
+    # epoch (lightly's cifar10_benchmark.py): lr_e = base (1 + cos(pi e / epochs)) / 2.
+    epochs, steps_per_epoch, base = 4, 3, 0.12
+    schedule = warmup_cosine(peak=base, total_steps=epochs * steps_per_epoch, warmup_steps=0, steps_per_epoch=3)
+    expected = [base * (1 + math.cos(math.pi * (step // steps_per_epoch) / epochs)) / 2 for step in range(12)]
+    assert [float(schedule(step)) for step in range(12)] == pytest.approx(expected, rel=1e-5)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert float(restored(7)) == pytest.approx(expected[7])
+
+
+def test_sgd_decays_vectors_too_when_asked_as_torch_over_all_parameters():
+    matrix, bias = keras.Variable(np.ones((2, 2), np.float32)), keras.Variable(np.ones(2, np.float32))
+    probe = keras.Variable(np.ones(2, np.float32))
+    optimizer = build_optimizer("sgd", 0.1, weight_decay=0.5)
+    exclude_vectors_from_weight_decay(optimizer, [matrix, bias], plain=[probe], decay_vectors=True)
+    optimizer.apply([np.zeros((2, 2), np.float32)] + [np.zeros(2, np.float32)] * 2, [matrix, bias, probe])
+    np.testing.assert_allclose(bias.numpy(), np.full(2, 1 - 0.1 * 0.5))
+    np.testing.assert_allclose(probe.numpy(), np.ones(2))  # the probe still takes plain steps
+
+
 @pytest.mark.parametrize(
     "scaling, expected", [("linear", 0.3 * 512 / 256), ("sqrt", 0.3 * math.sqrt(512)), ("none", 0.3)]
 )

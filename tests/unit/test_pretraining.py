@@ -52,6 +52,18 @@ def test_build_model_gives_lars_the_lars_settings(mnist_subset, tmp_path):
     assert (optimizer.trust_coefficient, optimizer.clip_lr, optimizer.variant) == (0.02, True, "solo_learn")
 
 
+def test_build_model_gives_the_optimizer_the_schedule_and_decay_settings(mnist_subset, tmp_path):
+    settings = dict(
+        optimizer="sgd", warmup_start_learning_rate=3e-5, lr_schedule_interval="epoch", weight_decay_vectors=True
+    )
+    run = prepare(_config(mnist_subset, tmp_path, **settings))
+    optimizer = build_model(run).optimizer
+    schedule = optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(3e-5)
+    assert float(schedule(run.steps_per_epoch + 1)) == float(schedule(run.steps_per_epoch))
+    assert all("linear_probe" in name for name in optimizer._exclude_from_weight_decay)  # only the probe
+
+
 def test_build_model_makes_the_views_the_augmentation_settings_ask_for(mnist_subset, tmp_path):
     config = _config(
         mnist_subset, tmp_path, crop_scale_min=0.35, rotation_degrees=15, shear_degrees=10, color_jitter_strength=0.4
