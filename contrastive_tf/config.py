@@ -10,7 +10,7 @@ import typing
 from collections.abc import Callable
 
 from contrastive_tf.distribute import STRATEGIES
-from contrastive_tf.encoders import ENCODERS
+from contrastive_tf.encoders import ENCODERS, INPUT_NORMALIZATIONS
 from contrastive_tf.errors import UsageError
 from contrastive_tf.methods import METHODS, check_method, setting_fields, setting_names
 from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, LR_SCHEDULE_INTERVALS, OPTIMIZERS
@@ -54,7 +54,7 @@ def _with_method_settings(after: str) -> Callable[[type], type]:
 
 
 @dataclasses.dataclass
-@_with_method_settings(after="pooling_grid")
+@_with_method_settings(after="input_normalization")
 class PretrainConfig:
     """Everything a pretraining run needs; `pretrain(PretrainConfig(...))` runs it.
 
@@ -120,6 +120,19 @@ class PretrainConfig:
         "average pooling (as every ResNet), 2: also where in the image each feature fired.",
         "method",
         valid=at_least(1),
+    )
+    zero_init_residual: bool = setting(
+        True,
+        "Start each ResNet block's last batch-norm scale at 0 (SimCLR's); false: at 1 (torchvision's, solo-learn's "
+        "and lightly's ResNets).",
+        "method",
+    )
+    input_normalization: str = setting(
+        "none",
+        "Standardise the encoder's [0, 1] pixels by a data set's channel means and deviations, inside the encoder, "
+        "as torchvision's Normalize in the peers' transforms (lightly: imagenet; solo-learn on CIFAR: cifar10).",
+        "method",
+        choices=tuple(INPUT_NORMALIZATIONS),
     )
     # Optimisation.
     batch_size: int = setting(

@@ -27,6 +27,14 @@ RESNET_DEPTHS = {
 }
 ENCODERS = ("small_cnn", *RESNET_DEPTHS)
 SK_ENCODERS = tuple(name for name, (_, bottleneck) in RESNET_DEPTHS.items() if bottleneck)
+# Channel means and standard deviations an encoder can standardise its [0, 1] pixels by, as
+# torchvision's Normalize in the peers' transforms: lightly's IMAGENET_NORMALIZE
+# (lightly/transforms/utils.py) and solo-learn's CIFAR-10 (solo/data/pretrain_dataloader.py).
+INPUT_NORMALIZATIONS = {
+    "none": None,
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
 # SimCLRv2's SK ResNets: the attention's hidden layer is 1/16 of the branch width, never below 32 units.
 SIMCLRV2_SK_RATIO = 0.0625
 SK_MIN_HIDDEN = 32
@@ -73,7 +81,7 @@ def _average_pool_shortcut(x, out_filters: int, stride: int):
     return _conv_bn_relu(x, out_filters, 1, relu=False)
 
 
-def _residual_block(x, filters: int, stride: int, bottleneck: bool, sk_ratio: float = 0.0):
+def _residual_block(x, filters: int, stride: int, bottleneck: bool, sk_ratio: float = 0.0, zero_init: bool = True):
     out_filters = filters * 4 if bottleneck else filters
     shortcut = x
     if stride != 1 or x.shape[-1] != out_filters:
@@ -87,10 +95,10 @@ def _residual_block(x, filters: int, stride: int, bottleneck: bool, sk_ratio: fl
             x = _selective_kernel_conv(x, filters, stride, sk_ratio)
         else:
             x = _conv_bn_relu(x, filters, 3, stride)
-        x = _conv_bn_relu(x, out_filters, 1, relu=False, zero_init=True)
+        x = _conv_bn_relu(x, out_filters, 1, relu=False, zero_init=zero_init)
     else:
         x = _conv_bn_relu(x, filters, 3, stride)
-        x = _conv_bn_relu(x, filters, 3, relu=False, zero_init=True)
+        x = _conv_bn_relu(x, filters, 3, relu=False, zero_init=zero_init)
     return layers.ReLU()(layers.Add()([x, shortcut]))
 
 
@@ -106,6 +114,8 @@ def resnet(
     input_shape: tuple[int, int, int] = (32, 32, 3),
     width: float = 1.0,
     sk_ratio: float = 0.0,
+    zero_init_residual: bool = True,
+    input_normalization: str = "none",
 ) -> keras.Model:
     """A ResNet (v1.5) whose output is the global-average-pooled representation h.
 
@@ -124,6 +134,10 @@ def resnet(
         width: channel multiplier; h has 512*width (18, 34) or 2048*width (50, 101, 152) units.
         sk_ratio: 0 for plain ResNets; SimCLRv2 uses 0.0625 (`SIMCLRV2_SK_RATIO`). Bottleneck
             ResNets only.
+        zero_init_residual: start each residual block's last batch-norm scale at 0, as
+            SimCLR's ResNets (so each block starts as its shortcut); False starts it at 1,
+            as torchvision's (solo-learn) and lightly's.
+        input_normalization: a key of `INPUT_NORMALIZATIONS` (see `build_encoder`).
 
     Example:
         >>> resnet("resnet50", (224, 224, 3), width=2, sk_ratio=0.0625).name
@@ -133,28 +147,31 @@ def resnet(
     if sk_ratio and not bottleneck:
         raise _no_selective_kernels(depth, sk_ratio)
     base = max(8, int(round(64 * width)))
-    inputs = keras.Input(input_shape, name="images")
+    inputs, x = _images(input_shape, input_normalization)
     if is_small(input_shape):
-        x = _conv_bn_relu(inputs, base, 3)
+        x = _conv_bn_relu(x, base, 3)
     else:
         if sk_ratio:
-            x = _conv_bn_relu(inputs, base // 2, 3, stride=2)
+            x = _conv_bn_relu(x, base // 2, 3, stride=2)
             x = _conv_bn_relu(x, base // 2, 3)
             x = _conv_bn_relu(x, base, 3)
         else:
-            x = _conv_bn_relu(inputs, base, 7, stride=2)
+            x = _conv_bn_relu(x, base, 7, stride=2)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     for stage, count in enumerate(blocks):
         for index in range(count):
             stride = 2 if stage > 0 and index == 0 else 1
-            x = _residual_block(x, base * 2**stage, stride, bottleneck, sk_ratio)
+            x = _residual_block(x, base * 2**stage, stride, bottleneck, sk_ratio, zero_init_residual)
     outputs = layers.GlobalAveragePooling2D(name="representation")(x)
     sk = "" if not sk_ratio else "_sk" if sk_ratio == SIMCLRV2_SK_RATIO else f"_sk{sk_ratio:g}"
     return keras.Model(inputs, outputs, name=f"{depth}_w{width:g}{sk}")
 
 
 def small_cnn(
-    input_shape: tuple[int, int, int] = (28, 28, 1), width: float = 1.0, pooling_grid: int = 1
+    input_shape: tuple[int, int, int] = (28, 28, 1),
+    width: float = 1.0,
+    pooling_grid: int = 1,
+    input_normalization: str = "none",
 ) -> keras.Model:
     """The seed documents' small CNN for 28x28 digits: 3x3 conv-BN-ReLU layers of 32,
     64, 128 and 256 filters, each after the first with stride 2 (28 -> 14 -> 7 -> 4 px),
@@ -171,8 +188,8 @@ def small_cnn(
     if pooling_grid < 1:
         raise UsageError(f"pooling_grid must be >= 1, got {pooling_grid}")
     filters = [max(8, int(round(f * width))) for f in (32, 64, 128, 256)]
-    inputs = keras.Input(input_shape, name="images")
-    x = _conv_bn_relu(inputs, filters[0], 3)
+    inputs, x = _images(input_shape, input_normalization)
+    x = _conv_bn_relu(x, filters[0], 3)
     for count in filters[1:]:
         x = _conv_bn_relu(x, count, 3, stride=2)
     if pooling_grid == 1:
@@ -196,23 +213,53 @@ def default_encoder(input_shape: tuple[int, int, int]) -> str:
 
 
 def build_encoder(
-    name: str, input_shape: tuple[int, int, int], width: float = 1.0, sk_ratio: float = 0.0, pooling_grid: int = 1
+    name: str,
+    input_shape: tuple[int, int, int],
+    width: float = 1.0,
+    sk_ratio: float = 0.0,
+    pooling_grid: int = 1,
+    zero_init_residual: bool = True,
+    input_normalization: str = "none",
 ) -> keras.Model:
     """The encoder called `name` (one of `ENCODERS`) for images of `input_shape`, with
-    SimCLRv2's selective kernels if `sk_ratio` > 0 (bottleneck ResNets only; see `resnet`)
-    and h pooled over a grid if `pooling_grid` > 1 (small_cnn only; see `small_cnn`)."""
+    SimCLRv2's selective kernels if `sk_ratio` > 0 (bottleneck ResNets only; see `resnet`),
+    h pooled over a grid if `pooling_grid` > 1 (small_cnn only; see `small_cnn`), and its
+    [0, 1] pixels standardised first by the channel means and deviations
+    `input_normalization` names (`INPUT_NORMALIZATIONS`), inside the encoder so that its
+    export takes [0, 1] images as every other does."""
     if name not in ENCODERS:
         raise UsageError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     if width <= 0:
         raise UsageError(f"width must be > 0, got {width}")
     if sk_ratio < 0:
         raise UsageError(f"sk_ratio must be >= 0, got {sk_ratio}")
+    if input_normalization not in INPUT_NORMALIZATIONS:
+        raise UsageError(
+            f"unknown input_normalization {input_normalization!r}; choose one of {', '.join(INPUT_NORMALIZATIONS)}"
+        )
     if name == "small_cnn":
         if sk_ratio:
             raise _no_selective_kernels(name, sk_ratio)
-        return small_cnn(input_shape, width, pooling_grid)
+        return small_cnn(input_shape, width, pooling_grid, input_normalization)
     if pooling_grid != 1:
         raise UsageError(
             f"pooling_grid={pooling_grid} is a small_cnn option; {name} pools globally: leave pooling_grid at 1"
         )
-    return resnet(name, input_shape, width, sk_ratio)
+    return resnet(name, input_shape, width, sk_ratio, zero_init_residual, input_normalization)
+
+
+def _images(input_shape: tuple[int, int, int], input_normalization: str = "none"):
+    """The encoder's input, [0, 1] images, and the tensor its layers start from: the images
+    standardised by `INPUT_NORMALIZATIONS[input_normalization]` (unchanged for "none")."""
+    inputs = keras.Input(input_shape, name="images")
+    statistics = INPUT_NORMALIZATIONS[input_normalization]
+    if statistics is None:
+        return inputs, inputs
+    if input_shape[-1] != 3:
+        raise UsageError(
+            f"input_normalization {input_normalization} standardises 3 colour channels; these images have "
+            f"{input_shape[-1]}: leave input_normalization at none"
+        )
+    mean, std = statistics
+    variance = [d * d for d in std]
+    return inputs, layers.Normalization(mean=mean, variance=variance, name="input_normalization")(inputs)

@@ -67,8 +67,15 @@ class Run:
 
     def new_encoder(self) -> keras.Model:
         """A freshly initialised encoder of the run's architecture."""
+        config = self.config
         return build_encoder(
-            self.encoder_name, self.data.image_shape, self.config.width, self.config.sk_ratio, self.config.pooling_grid
+            self.encoder_name,
+            self.data.image_shape,
+            config.width,
+            config.sk_ratio,
+            config.pooling_grid,
+            config.zero_init_residual,
+            config.input_normalization,
         )
 
     def batches_from(self, step: int) -> tf.data.Dataset:

@@ -113,3 +113,35 @@ def test_projection_head_can_normalise_the_output_alone():
     # In training mode the last BN (scale 1, no shift) gives each feature mean 0 and variance ~1.
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(z.var(axis=0), 1, atol=1e-2)
+
+
+def test_zero_init_residual_false_starts_every_batch_norm_scale_at_one():
+    """torchvision's ResNet (solo-learn) and lightly's ResNetGenerator start the residual
+    branch's last batch-norm scale at 1; SimCLR's at 0."""
+    scales = {
+        zero: [
+            float(np.min(layer.gamma.numpy()))
+            for layer in build_encoder("resnet18", (32, 32, 3), width=0.125, zero_init_residual=zero).layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        for zero in (True, False)
+    }
+    assert scales[False] == [1.0] * len(scales[False])
+    assert scales[True].count(0.0) == 8  # the second BN of each of ResNet-18's 8 blocks
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18"])
+def test_input_normalization_standardises_the_pixels_as_torchvisions_normalize(name):
+    encoder = build_encoder(name, (32, 32, 3), width=0.125, input_normalization="imagenet")
+    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+    standardised = encoder.get_layer("input_normalization")(images).numpy()
+    # torchvision.transforms.Normalize: (x - mean) / std per channel; lightly's IMAGENET_NORMALIZE.
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(standardised, (images - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_input_normalization_of_grayscale_images_is_refused_in_one_line():
+    with pytest.raises(
+        UsageError, match="input_normalization cifar10 standardises 3 colour channels; these images have 1"
+    ):
+        build_encoder("small_cnn", (28, 28, 1), input_normalization="cifar10")

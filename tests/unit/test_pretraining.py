@@ -64,6 +64,13 @@ def test_build_model_gives_the_optimizer_the_schedule_and_decay_settings(mnist_s
     assert all("linear_probe" in name for name in optimizer._exclude_from_weight_decay)  # only the probe
 
 
+def test_build_model_builds_the_encoder_the_config_describes(mnist_subset, tmp_path):
+    config = _config(mnist_subset, tmp_path, encoder="resnet18", width=0.125, zero_init_residual=False)
+    encoder = build_model(prepare(config)).encoder
+    norms = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert encoder.name.startswith("resnet18") and all(float(np.min(norm.gamma.numpy())) == 1.0 for norm in norms)
+
+
 def test_build_model_makes_the_views_the_augmentation_settings_ask_for(mnist_subset, tmp_path):
     config = _config(
         mnist_subset, tmp_path, crop_scale_min=0.35, rotation_degrees=15, shear_degrees=10, color_jitter_strength=0.4
