@@ -30,6 +30,7 @@ class BarlowTwinsSettings(settings.MethodSettings):
     projection_layers: int = settings.projection_layers(3)
     projection_dim: int = settings.projection_dim(8192)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(8192)
+    head_output_bias: bool = settings.head_output_bias(False)
     asymmetric_views: bool = settings.asymmetric_views(True)
     color_jitter: str = settings.color_jitter("torchvision")
     loss_scale: float = setting(

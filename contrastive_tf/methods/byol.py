@@ -38,6 +38,7 @@ class BYOLSettings(settings.MethodSettings):
     projection_dim: int = settings.projection_dim(256)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(4096)
     predictor_hidden_dim: int = settings.predictor_hidden_dim(4096)
+    head_output_bias: bool = settings.head_output_bias(False)
     asymmetric_views: bool = settings.asymmetric_views(True)
     color_jitter: str = settings.color_jitter("byol")
 
@@ -83,16 +84,18 @@ class BYOL(ContrastiveModel):
 
     @classmethod
     def from_settings(cls, encoder, augmenter, settings: BYOLSettings, **common) -> BYOL:
-        """Projector and predictor with BN on the hidden layer only and no bias on the output."""
+        """Projector and predictor with BN on the hidden layer only and (BYOL's) no bias on the output."""
         head = ProjectionHead(
             settings.projection_layers,
             settings.projection_dim,
             settings.projection_hidden_dim,
             batch_norm=True,
             output_norm=False,
-            output_bias=False,
+            output_bias=settings.head_output_bias,
         )
-        predictor = prediction_head(settings.projection_dim, settings.predictor_hidden_dim, output_bias=False)
+        predictor = prediction_head(
+            settings.projection_dim, settings.predictor_hidden_dim, output_bias=settings.head_output_bias
+        )
         augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views, settings.color_jitter)
         return cls(encoder, head, predictor, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 

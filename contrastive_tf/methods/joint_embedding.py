@@ -12,12 +12,15 @@ from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
 
 
-def expander(num_layers: int, output_dim: int, hidden_dim: int) -> ProjectionHead:
+def expander(num_layers: int, output_dim: int, hidden_dim: int, output_bias: bool = False) -> ProjectionHead:
     """Barlow Twins' projector and VICReg's expander (facebookresearch/barlowtwins
     `main.py`, `BarlowTwins.__init__`; facebookresearch/vicreg `main_vicreg.py`,
-    `Projector`): Dense-BN-ReLU for each hidden layer, then a Dense without bias. (The
+    `Projector`): Dense-BN-ReLU for each hidden layer, then a Dense without bias (with one if
+    `output_bias`, as solo-learn's). (The
     references' hidden Dense layers in VICReg have a bias, which the BN cancels.)"""
-    return ProjectionHead(num_layers, output_dim, hidden_dim, batch_norm=True, output_norm=False, output_bias=False)
+    return ProjectionHead(
+        num_layers, output_dim, hidden_dim, batch_norm=True, output_norm=False, output_bias=output_bias
+    )
 
 
 class JointEmbeddingModel(ContrastiveModel):
@@ -53,7 +56,12 @@ class JointEmbeddingModel(ContrastiveModel):
     def from_settings(cls, encoder, augmenter, settings, **common) -> JointEmbeddingModel:
         """The method with its `expander` and, with `asymmetric_views` and a `SimCLRAugment`,
         the views drawn as BYOL's (see `asymmetric_augmenters`)."""
-        head = expander(settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim)
+        head = expander(
+            settings.projection_layers,
+            settings.projection_dim,
+            settings.projection_hidden_dim,
+            settings.head_output_bias,
+        )
         augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views, settings.color_jitter)
         return cls(encoder, head, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 

@@ -111,3 +111,12 @@ def color_jitter(default: str) -> typing.Any:
         choices=ASYMMETRIC_JITTERS,
         structural=True,
     )
+
+
+def head_output_bias(default: bool) -> typing.Any:
+    return setting(
+        default,
+        "The heads' last Dense layer has a bias (the papers' references: none; lightly's BYOL and solo-learn's "
+        "Barlow Twins and VICReg heads: one).",
+        structural=True,
+    )

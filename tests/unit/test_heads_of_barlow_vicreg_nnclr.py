@@ -5,6 +5,7 @@ ResNet-18's 512-d h), and their defaults are the papers'."""
 import keras
 import pytest
 
+from builders import method_model
 from contrastive_tf.methods import METHODS, contrastive_model
 
 
@@ -50,7 +51,12 @@ def test_the_defaults_are_the_papers():
     expander 8192-8192-8192, coefficients 25 / 25 / 1 (the reference's main_vicreg.py
     defaults). NNCLR: projector [2048, 2048, 256], predictor [4096, 256], temperature 0.1,
     support set 98,304 (Dwibedi et al. 2021). All three draw BYOL's asymmetric views."""
-    expander = {"projection_layers": 3, "projection_dim": 8192, "projection_hidden_dim": 8192}
+    expander = {
+        "projection_layers": 3,
+        "projection_dim": 8192,
+        "projection_hidden_dim": 8192,
+        "head_output_bias": False,
+    }
     views = {"asymmetric_views": True, "color_jitter": "torchvision"}
     barlow = {"redundancy_weight": 5e-3, **expander, **views, "loss_scale": 1.0}
     assert METHODS["barlow_twins"].settings() == barlow
@@ -65,3 +71,13 @@ def test_the_defaults_are_the_papers():
         "predictor_hidden_dim": 4096,
         **views,
     }
+
+
+@pytest.mark.parametrize("method", ["byol", "barlow_twins", "vicreg"])
+def test_head_output_bias_gives_the_heads_last_dense_a_bias_as_lightly_and_solo_learn(method):
+    """lightly's BYOLProjectionHead / BYOLPredictionHead and solo-learn's Barlow Twins and
+    VICReg projectors end in nn.Linear(..., bias=True); the papers' references have none."""
+    for bias in (False, True):
+        model = method_model(method, head_output_bias=bias)
+        heads = [model.projection_head] + ([model.predictor] if method == "byol" else [])
+        assert [head.dense_layers[-1].use_bias for head in heads] == [bias] * len(heads)
