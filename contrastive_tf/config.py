@@ -24,14 +24,13 @@ GROUPS = ("data", "method", "optimisation", "augmentation", "run")
 def _method_field(name: str, declarations: list[tuple[str, dataclasses.Field]]) -> tuple[object, typing.Any]:
     """The config field of the method setting `name`: unset by default (each method's own
     default then), with the help text its declaration gives and each method's default."""
-    method, first = declarations[0]
-    kinds = {str(typing.get_type_hints(METHODS[m].Settings)[name]) for m, _ in declarations}
+    kinds = {typing.get_type_hints(METHODS[method].Settings)[name] | None for method, _ in declarations}
     if len(kinds) > 1:
-        raise TypeError(f"methods declare {name} with different types: {', '.join(sorted(kinds))}")
-    kind = typing.get_type_hints(METHODS[method].Settings)[name]
-    defaults = ", ".join(f"{m} {'unset' if field.default is None else field.default}" for m, field in declarations)
+        raise TypeError(f"methods declare {name} with different types: {', '.join(sorted(map(str, kinds)))}")
+    first = declarations[0][1]
+    defaults = ", ".join(f"{method} {METHODS[method].Settings.default_text(name)}" for method, _ in declarations)
     help_text = f"{first.metadata['help']} Default: the method's ({defaults})."
-    return kind | None, setting(None, help_text, "method", choices=first.metadata["choices"])
+    return kinds.pop(), setting(None, help_text, "method", choices=first.metadata["choices"])
 
 
 def _with_method_settings(after: str) -> Callable[[type], type]:

@@ -162,6 +162,7 @@ def build_model(run: Run) -> ContrastiveModel:
             num_views=config.num_views,
             num_classes=data.num_classes if run.labelled else None,
             total_steps=total_steps,
+            batch_size=config.batch_size,
             **config.method_settings(),
         )
         model.build((None, *data.image_shape))

@@ -23,11 +23,20 @@ def setting(
     choices: tuple[str, ...] | None = None,
     valid: Rule | None = None,
     structural: bool = False,
+    unset: str = "unset",
 ) -> typing.Any:
-    """A settings field. None (where a field allows it) always passes `valid`. A method's
-    `structural` setting shapes the networks or views its `create` builds, so its model
-    takes them built, not the setting."""
-    metadata = {"help": help, "group": group, "choices": choices, "valid": valid, "structural": structural}
+    """A settings field. None (where a field allows it) always passes `valid`; `unset` says
+    what a default of None means ("as wide as h"). A method's `structural` setting shapes
+    the networks or views its `create` builds, so its model takes them built, not the
+    setting."""
+    metadata = {
+        "help": help,
+        "group": group,
+        "choices": choices,
+        "valid": valid,
+        "structural": structural,
+        "unset": unset,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -76,8 +76,10 @@ def _method_defaults() -> list[str]:
     lines += ["| setting | " + " | ".join(f"`{method}`" for method in METHODS) + " |"]
     lines += ["| --- |" + " --- |" * len(METHODS)]
     for name in names:
-        values = [model_class.settings().get(name, "-") for model_class in METHODS.values()]
-        cells = ["as wide as h" if value is None else str(value) for value in values]
+        cells = [
+            model_class.Settings.default_text(name) if name in model_class.settings() else "-"
+            for model_class in METHODS.values()
+        ]
         lines.append(f"| `--{name}` | " + " | ".join(cells) + " |")
     return [*lines, ""]
 

@@ -85,6 +85,7 @@ def contrastive_model(
     num_views: int = 2,
     num_classes: int | None = None,
     total_steps: int = 1000,
+    batch_size: int | None = None,
     **settings,
 ) -> ContrastiveModel:
     """The model of `method` (a key of `METHODS`) around `encoder` and `augmenter`.
@@ -95,6 +96,8 @@ def contrastive_model(
         num_views: views per image; more than 2 only for methods whose loss takes them.
         num_classes: classes of the online linear probe; None turns it off.
         total_steps: the training length, for schedules such as BYOL's momentum.
+        batch_size: the global batch size, for the defaults that depend on it (VICReg's
+            expander width); None takes the paper's.
         **settings: the method's own (the fields of `METHODS[method].Settings`), with its
             defaults where left out: temperature, target_momentum, queue_size,
             redundancy_weight, projection_layers, projection_dim, ...
@@ -105,7 +108,13 @@ def contrastive_model(
     """
     _check_views(method, num_views)
     return method_class(method).create(
-        encoder, augmenter, num_views=num_views, num_classes=num_classes, total_steps=total_steps, **settings
+        encoder,
+        augmenter,
+        num_views=num_views,
+        num_classes=num_classes,
+        total_steps=total_steps,
+        batch_size=batch_size,
+        **settings,
     )
 
 

@@ -80,12 +80,14 @@ class ContrastiveModel(keras.Model):
         num_views: int = 2,
         num_classes: int | None = None,
         total_steps: int = 1000,
+        batch_size: int | None = None,
         **settings,
     ) -> ContrastiveModel:
         """The method as its paper builds it around `encoder`, from `settings` (the fields of
-        its `Settings`; its defaults for those left out)."""
+        its `Settings`; its defaults for those left out, some of which depend on the global
+        `batch_size`: see `MethodSettings.for_batch`)."""
         common = {"num_views": num_views, "num_classes": num_classes, "total_steps": total_steps}
-        return cls.from_settings(encoder, augmenter, cls.Settings.of(**settings), **common)
+        return cls.from_settings(encoder, augmenter, cls.Settings.of(**settings).for_batch(batch_size), **common)
 
     @classmethod
     def from_settings(
@@ -102,9 +104,9 @@ class ContrastiveModel(keras.Model):
 
     @classmethod
     def check(cls, batch_size: int, **settings) -> MethodSettings:
-        """The method's settings (`settings` over its defaults); UsageError naming the first
-        it does not have or cannot train with on batches of `batch_size` images."""
-        return cls.Settings.of(**settings)
+        """The method's settings (`settings` over its defaults) for batches of `batch_size`
+        images; UsageError naming the first it does not have or cannot train with."""
+        return cls.Settings.of(**settings).for_batch(batch_size)
 
     def _build_now(self) -> None:
         """Builds the whole model when the encoder knows its input shape, so that a saved

@@ -51,6 +51,18 @@ class MethodSettings:
     def model_arguments(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.model_names()}
 
+    def for_batch(self, batch_size: int | None) -> MethodSettings:
+        """These settings for a global batch of `batch_size` images (None: unknown), with
+        the defaults that depend on the batch filled in; a method whose defaults do not
+        returns them as they are."""
+        return self
+
+    @classmethod
+    def default_text(cls, name: str) -> str:
+        """The default of setting `name` as the docs say it."""
+        field = {field.name: field for field in dataclasses.fields(cls)}[name]
+        return field.metadata["unset"] if field.default is None else str(field.default)
+
 
 def temperature(default: float) -> typing.Any:
     return setting(
@@ -77,16 +89,13 @@ def projection_layers(default: int) -> typing.Any:
     )
 
 
-def projection_dim(default: int) -> typing.Any:
-    return setting(default, "Width of the projection z.", valid=at_least(1), structural=True)
+def projection_dim(default: int | None, unset: str = "unset") -> typing.Any:
+    return setting(default, "Width of the projection z.", valid=at_least(1), structural=True, unset=unset)
 
 
-def projection_hidden_dim(default: int | None) -> typing.Any:
+def projection_hidden_dim(default: int | None, unset: str = "as wide as h") -> typing.Any:
     return setting(
-        default,
-        "Width of the projection head's hidden layers; unset: as wide as h.",
-        valid=at_least(1),
-        structural=True,
+        default, "Width of the projection head's hidden layers.", valid=at_least(1), structural=True, unset=unset
     )
 
 

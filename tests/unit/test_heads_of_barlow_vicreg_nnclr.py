@@ -61,7 +61,8 @@ def test_the_defaults_are_the_papers():
     barlow = {"redundancy_weight": 5e-3, **expander, **views, "loss_scale": 1.0}
     assert METHODS["barlow_twins"].settings() == barlow
     weights = {"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0}
-    assert METHODS["vicreg"].settings() == {**weights, **expander, **views}
+    unset = {"projection_dim": None, "projection_hidden_dim": None}  # 4 x batch, at most 8192: see below
+    assert METHODS["vicreg"].settings() == {**weights, **expander, **unset, **views}
     assert METHODS["nnclr"].settings() == {
         "temperature": 0.1,
         "queue_size": 98304,
@@ -81,3 +82,14 @@ def test_head_output_bias_gives_the_heads_last_dense_a_bias_as_lightly_and_solo_
         model = method_model(method, head_output_bias=bias)
         heads = [model.projection_head] + ([model.predictor] if method == "byol" else [])
         assert [head.dense_layers[-1].use_bias for head in heads] == [bias] * len(heads)
+
+
+@pytest.mark.parametrize("batch_size, width", [(None, 8192), (128, 512), (2048, 8192), (4096, 8192)])
+def test_vicreg_expander_keeps_the_papers_width_per_image_unless_set(batch_size, width):
+    """The paper's 8192 at batch 2048 (Bardes et al. 2022, sec. 4.1), scaled down with the
+    batch so that the covariance term does not hold the variances down."""
+    encoder = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten()])
+    model = contrastive_model("vicreg", encoder, keras.layers.Identity(), batch_size=batch_size)
+    assert [layer.units for layer in model.projection_head.dense_layers] == [width] * 3
+    model = contrastive_model("vicreg", encoder, keras.layers.Identity(), batch_size=128, projection_dim=64)
+    assert [layer.units for layer in model.projection_head.dense_layers] == [512, 512, 64]

@@ -171,8 +171,9 @@ def test_methods_refuse_arguments_that_cannot_work():
 
 def test_vicreg_warns_of_an_expander_much_wider_than_the_batch(caplog):
     check_method("vicreg", 256, projection_dim=2048)  # the CIFAR-10 recipe's: no warning
+    check_method("vicreg", 128)  # the default: 4 x batch
     assert not caplog.records
-    check_method("vicreg", 128)  # the paper's 8192 on the CLI's default batch
+    check_method("vicreg", 128, projection_dim=8192)  # the paper's 8192 on the CLI's default batch
     [record] = caplog.records
     assert record.levelname == "WARNING"
     assert record.getMessage().startswith("vicreg: the expander is 8192 wide for batches of 128;")
