@@ -248,6 +248,27 @@ def negative_cosine_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return -_mean_cosine(prediction, target)
 
 
+def mocov3_loss(queries: tf.Tensor, keys: tf.Tensor, temperature: float = 0.2) -> tf.Tensor:
+    """MoCo v3's contrastive loss (facebookresearch/moco-v3 `moco/builder.py`,
+    `MoCo.contrastive_loss`): each query's positive is its own image's key and its
+    negatives are the keys of every other image of the global batch (no queue), the
+    cross-entropy of cosine / tau scaled by 2 tau, which keeps the gradient's size as tau
+    changes.
+
+    Args:
+        queries: [n, d] this replica's predictions q.
+        keys: [n, d] this replica's keys k (no gradient flows into them).
+        temperature: tau > 0.
+    """
+    check_temperature(temperature)
+    queries = tf.math.l2_normalize(tf.cast(queries, tf.float32), axis=1)
+    all_keys, offset = gather_replicas(tf.math.l2_normalize(tf.cast(keys, tf.float32), axis=1))
+    logits = tf.matmul(queries, all_keys, transpose_b=True) / temperature
+    targets = offset + tf.range(tf.shape(queries)[0])
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+    return 2.0 * temperature * _replica_share(tf.reduce_sum(losses), tf.cast(tf.shape(queries)[0], tf.float32))
+
+
 def nnclr_loss(neighbours: tf.Tensor, predictions: tf.Tensor, temperature: float = 0.1) -> tf.Tensor:
     """NNCLR's loss one way round (Dwibedi et al. 2021, eq. 2): the mean over images i of
     -log(exp(cos(NN(z_i), p_i)/tau) / sum_k exp(cos(NN(z_i), p_k)/tau)), where NN(z_i) is

@@ -375,3 +375,25 @@ NUMPY_BYOL_JITTER = {
     "saturation": _byol_saturation,
     "hue": lambda x, shift: np.clip(numpy_shift_hue(x, shift), 0, 1),
 }
+
+
+def numpy_mocov3(q, k, temperature):
+    """facebookresearch/moco-v3, moco/builder.py, `MoCo.contrastive_loss` on one process:
+    cross-entropy of the normalised queries against every key (the positive on the
+    diagonal), times 2 tau."""
+    logits = unit(q) @ unit(k).T / temperature
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_probability = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-np.mean(np.diag(log_probability)) * 2 * temperature)
+
+
+def numpy_mocov3_positions(grid, dim, temperature=10000.0):
+    """facebookresearch/moco-v3, vits.py, `build_2d_sincos_position_embedding` for a
+    grid x grid of patches, without the [CLS] row: torch.meshgrid's "ij" indexing makes
+    patch k's first coordinate k // grid."""
+    grid_w, grid_h = np.meshgrid(np.arange(grid, dtype=np.float32), np.arange(grid, dtype=np.float32), indexing="ij")
+    pos_dim = dim // 4
+    omega = 1.0 / temperature ** (np.arange(pos_dim, dtype=np.float32) / pos_dim)
+    out_w = np.einsum("m,d->md", grid_w.flatten(), omega)
+    out_h = np.einsum("m,d->md", grid_h.flatten(), omega)
+    return np.concatenate([np.sin(out_w), np.cos(out_w), np.sin(out_h), np.cos(out_h)], axis=1)

@@ -18,6 +18,7 @@ from contrastive_tf.methods.barlow_twins import BarlowTwins
 from contrastive_tf.methods.base import ContrastiveModel
 from contrastive_tf.methods.byol import BYOL
 from contrastive_tf.methods.moco import MoCo
+from contrastive_tf.methods.mocov3 import MoCoV3
 from contrastive_tf.methods.nnclr import NNCLR
 from contrastive_tf.methods.settings import MethodSettings
 from contrastive_tf.methods.simclr import SimCLR, SupCon
@@ -33,6 +34,7 @@ METHODS: dict[str, type[ContrastiveModel]] = {
     "barlow_twins": BarlowTwins,
     "vicreg": VICReg,
     "nnclr": NNCLR,
+    "mocov3": MoCoV3,
 }
 
 
@@ -126,6 +128,7 @@ __all__ = [
     "BarlowTwins",
     "ContrastiveModel",
     "MoCo",
+    "MoCoV3",
     "SimCLR",
     "SimSiam",
     "SupCon",

@@ -13,10 +13,7 @@ from contrastive_tf.heads import ProjectionHead, prediction_head
 from contrastive_tf.losses import normalized_regression_loss
 from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
-from contrastive_tf.methods.momentum import MomentumNetwork, byol_momentum
-from contrastive_tf.settings import setting
-
-MOMENTUM_SCHEDULES = ("cosine", "constant")
+from contrastive_tf.methods.momentum import MomentumNetwork, scheduled_momentum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,12 +25,7 @@ class BYOLSettings(settings.MethodSettings):
 
     method = "byol"
     target_momentum: float = settings.target_momentum(0.996)
-    momentum_schedule: str = setting(
-        "cosine",
-        "BYOL's target momentum over training: cosine, from target_momentum to 1 (the paper's); constant, "
-        "target_momentum throughout (lightly's CIFAR-10 benchmark).",
-        choices=MOMENTUM_SCHEDULES,
-    )
+    momentum_schedule: str = settings.momentum_schedule("cosine")
     projection_layers: int = settings.projection_layers(2)
     projection_dim: int = settings.projection_dim(256)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(4096)
@@ -118,9 +110,9 @@ class BYOL(ContrastiveModel):
             loss = sum(normalized_regression_loss(p, z) for p, z in zip(predictions, targets))
             total = loss + self.probe_loss(h[0], labels)
         self.minimize(tape, total)
-        momentum = self.target_momentum
-        if self.momentum_schedule == "cosine":
-            momentum = byol_momentum(self.optimizer.iterations, self.total_steps, self.target_momentum)
+        momentum = scheduled_momentum(
+            self.optimizer.iterations, self.total_steps, self.target_momentum, self.momentum_schedule
+        )
         self.target_network.update(self.encoder, self.projection_head, momentum)
         self.loss_tracker.update_state(loss)
         return self._logs()

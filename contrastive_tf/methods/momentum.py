@@ -9,6 +9,14 @@ import math
 import keras
 import tensorflow as tf
 
+MOMENTUM_SCHEDULES = ("cosine", "constant")
+
+
+def scheduled_momentum(step: tf.Tensor, total_steps: int, base: float, schedule: str = "cosine") -> tf.Tensor | float:
+    """The momentum at `step`: BYOL's cosine from `base` to 1 (`byol_momentum`), or `base`
+    throughout ("constant")."""
+    return byol_momentum(step, total_steps, base) if schedule == "cosine" else base
+
 
 def byol_momentum(step: tf.Tensor, total_steps: int, base: float = 0.996) -> tf.Tensor:
     """BYOL's schedule, 1 - (1 - base) (cos(pi step / total_steps) + 1) / 2: `base` at

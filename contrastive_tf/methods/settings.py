@@ -11,6 +11,7 @@ import dataclasses
 import typing
 
 from contrastive_tf.errors import UsageError
+from contrastive_tf.methods.momentum import MOMENTUM_SCHEDULES
 from contrastive_tf.settings import at_least, check_fields, positive, setting, within
 
 # The colour jitters of BYOL-style views (a subset of `augmentation.COLOR_JITTERS`).
@@ -128,4 +129,13 @@ def head_output_bias(default: bool) -> typing.Any:
         "The heads' last Dense layer has a bias (the papers' references: none; lightly's BYOL and solo-learn's "
         "Barlow Twins and VICReg heads: one).",
         structural=True,
+    )
+
+
+def momentum_schedule(default: str) -> typing.Any:
+    return setting(
+        default,
+        "The momentum network's momentum over training: cosine, from target_momentum to 1 (BYOL's, MoCo v3's "
+        "--moco-m-cos); constant, target_momentum throughout (lightly's BYOL benchmark).",
+        choices=MOMENTUM_SCHEDULES,
     )

@@ -8,6 +8,7 @@ import tensorflow as tf
 from contrastive_tf.losses import (
     barlow_twins_loss,
     mined_triplet_loss,
+    mocov3_loss,
     multiview_nt_xent_loss,
     nnclr_loss,
     nt_xent_loss,
@@ -16,6 +17,7 @@ from contrastive_tf.losses import (
 )
 from references import (
     numpy_barlow_twins,
+    numpy_mocov3,
     numpy_nnclr,
     numpy_nt_xent,
     numpy_solo_supcon,
@@ -125,6 +127,7 @@ BATCH_LOSSES = {
     "barlow_twins": (lambda a, b: barlow_twins_loss(a, b, 5e-3), lambda a, b: numpy_barlow_twins(a, b, 5e-3)),
     "vicreg": (lambda a, b: vicreg_loss(a, b, 25.0, 25.0, 1.0), lambda a, b: numpy_vicreg(a, b, 25.0, 25.0, 1.0)),
     "nnclr": (lambda a, b: nnclr_loss(a, b, 0.2), lambda a, b: numpy_nnclr(a, b, 0.2)),
+    "mocov3": (lambda a, b: mocov3_loss(a, b, 0.2), lambda a, b: numpy_mocov3(a, b, 0.2)),
 }
 
 

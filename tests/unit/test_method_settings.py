@@ -76,7 +76,7 @@ def test_a_shared_setting_is_one_flag_whose_help_gives_each_methods_default():
     assert "simclr 0.2, moco 0.2, supcon 0.1, nnclr 0.1" in help_text
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", sorted(path.stem for path in LEGACY.glob("*.keras")))
 def test_models_saved_before_the_settings_were_declared_once_still_load(method):
     """tests/data/keras_0.1 holds files saved by 0.1, where MoCo's key momentum was saved as
     `momentum` and BYOL's as `base_momentum`."""

@@ -27,6 +27,7 @@ from references import (
     numpy_cosines,
     numpy_info_nce,
     numpy_lightly_symmetric_moco,
+    numpy_mocov3,
     numpy_nearest_neighbours,
     numpy_nnclr,
     numpy_supcon,
@@ -109,6 +110,9 @@ def test_first_step_loss_is_the_methods_loss_on_its_own_projections(method):
         expected = numpy_barlow_twins(z, z, 5e-3)
     elif method == "vicreg":
         expected = numpy_vicreg(z, z, 25.0, 25.0, 1.0)
+    elif method == "mocov3":
+        # Both pairs alike: ctr(q, k) twice (moco/builder.py, MoCo.forward).
+        expected = 2 * numpy_mocov3(np.asarray(model.predictor(z, training=True)), z, 0.5)
     elif method == "nnclr":
         # Both ways round alike: each view's neighbour against the other's predictions.
         neighbours = numpy_nearest_neighbours(z, np.asarray(model.support_set.negatives()))
