@@ -14,6 +14,7 @@ from contrastive_tf.losses import mocov3_loss
 from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
 from contrastive_tf.methods.momentum import MomentumNetwork, scheduled_momentum
+from contrastive_tf.settings import setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +24,8 @@ class MoCoV3Settings(settings.MethodSettings):
     cosine (`--moco-m-cos`), a 3-layer projector 4096 wide to a 256-d z and a 2-layer
     predictor 4096 wide, every layer followed by batch norm (the last without scale or
     shift); BYOL's two views. Its ResNet-50 runs use a 2-layer projector
-    (`--projection_layers=2`) and a temperature of 1."""
+    (`--projection_layers=2`), a predictor without the last batch norm
+    (`--predictor_output_norm=false`) and a temperature of 1."""
 
     method = "mocov3"
     temperature: float = settings.temperature(0.2)
@@ -33,15 +35,31 @@ class MoCoV3Settings(settings.MethodSettings):
     projection_dim: int = settings.projection_dim(256)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(4096)
     predictor_hidden_dim: int = settings.predictor_hidden_dim(4096)
+    predictor_output_norm: bool = setting(
+        True,
+        "MoCo v3's predictor ends in batch norm without scale or shift, as its ViT runs (`last_bn=True`); false: "
+        "in a Dense, as its ResNet runs.",
+        structural=True,
+    )
     asymmetric_views: bool = settings.asymmetric_views(True)
     color_jitter: str = settings.color_jitter("torchvision")
 
 
-def mocov3_mlp(num_layers: int, output_dim: int, hidden_dim: int | None, name: str | None = None) -> ProjectionHead:
-    """MoCo v3's `_build_mlp` with `last_bn=True`: Dense without bias, then batch norm, after
-    every layer (ReLU between), the last batch norm without scale or shift."""
+def mocov3_mlp(
+    num_layers: int, output_dim: int, hidden_dim: int | None, last_norm: bool = True, name: str | None = None
+) -> ProjectionHead:
+    """MoCo v3's `_build_mlp`: Dense layers without bias, each hidden one followed by batch
+    norm and ReLU, the last by batch norm without scale or shift if `last_norm` (else it is a
+    Dense without bias)."""
     return ProjectionHead(
-        num_layers, output_dim, hidden_dim, batch_norm=True, output_norm=True, output_scale=False, name=name
+        num_layers,
+        output_dim,
+        hidden_dim,
+        batch_norm=True,
+        output_norm=last_norm,
+        output_scale=False,
+        output_bias=False,
+        name=name,
     )
 
 
@@ -88,7 +106,9 @@ class MoCoV3(ContrastiveModel):
     @classmethod
     def from_settings(cls, encoder, augmenter, settings: MoCoV3Settings, **common) -> MoCoV3:
         head = mocov3_mlp(settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim)
-        predictor = mocov3_mlp(2, settings.projection_dim, settings.predictor_hidden_dim, name="predictor")
+        predictor = mocov3_mlp(
+            2, settings.projection_dim, settings.predictor_hidden_dim, settings.predictor_output_norm, name="predictor"
+        )
         augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views, settings.color_jitter)
         return cls(encoder, head, predictor, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 

@@ -33,6 +33,9 @@ def test_the_defaults_are_the_vit_recipes():
         assert len(head.dense_layers) == len(head.norm_layers) == layers
         assert not any(dense.use_bias for dense in head.dense_layers)
         assert not (head.norm_layers[-1].center or head.norm_layers[-1].scale)
+    # The ResNet runs' predictor: `_build_mlp(2, dim, mlp_dim, dim, False)`.
+    model = method_model("mocov3", projection_dim=16, predictor_hidden_dim=8, predictor_output_norm=False)
+    assert len(model.predictor.norm_layers) == 1 and not model.predictor.dense_layers[-1].use_bias
 
 
 def test_first_step_loss_is_the_symmetric_loss_on_the_networks_projections():
