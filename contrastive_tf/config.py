@@ -107,7 +107,7 @@ class PretrainConfig:
         f"Encoder: auto (small_cnn up to 28 px, else resnet18), {', '.join(ENCODERS)}; any image model of "
         "keras.applications by its name (MobileNetV3Small, EfficientNetV2B0, ResNet50V2, ConvNeXtTiny, ...: without "
         "its classifier, random weights, its own preprocessing inside); or module.path:function, a function of the "
-        "input shape returning a keras.Model (docs/methods.md#encoders).",
+        "input shape returning a keras.Model (docs/methods.md#backbones-by-name-or-by-hand).",
         "method",
         valid=(is_encoder_name, unknown_encoder),
     )
