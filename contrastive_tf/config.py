@@ -10,7 +10,7 @@ import typing
 from collections.abc import Callable
 
 from contrastive_tf.distribute import STRATEGIES
-from contrastive_tf.encoders import ENCODERS, INPUT_NORMALIZATIONS
+from contrastive_tf.encoders import ENCODERS, INPUT_NORMALIZATIONS, is_encoder_name, unknown_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.methods import METHODS, check_method, setting_fields, setting_names
 from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, LR_SCHEDULE_INTERVALS, OPTIMIZERS
@@ -103,9 +103,23 @@ class PretrainConfig:
     method: str = setting("simclr", "What to learn with; supcon needs labels.", "method", choices=tuple(METHODS))
     num_views: int = setting(2, "Views per image; more than 2 for simclr and supcon.", "method", valid=at_least(2))
     encoder: str = setting(
-        "auto", "Encoder; auto: small_cnn up to 28 px, else resnet18.", "method", choices=("auto", *ENCODERS)
+        "auto",
+        f"Encoder: auto (small_cnn up to 28 px, else resnet18), {', '.join(ENCODERS)}; any image model of "
+        "keras.applications by its name (MobileNetV3Small, EfficientNetV2B0, ResNet50V2, ConvNeXtTiny, ...: without "
+        "its classifier, random weights, its own preprocessing inside); or module.path:function, a function of the "
+        "input shape returning a keras.Model (docs/methods.md#backbones-by-name-or-by-hand).",
+        "method",
+        valid=(is_encoder_name, unknown_encoder),
     )
-    width: float = setting(1.0, "Encoder width multiplier.", "method", valid=positive())
+    encoder_weights: str | None = setting(
+        None,
+        "A local weights file loaded into the encoder before training: one saved from the same encoder "
+        "(encoder.save_weights), or a keras.applications model's weights without its classifier (.h5); unset: random.",
+        "method",
+    )
+    width: float = setting(
+        1.0, "Encoder width multiplier (small_cnn, the ResNets; the MobileNets' alpha).", "method", valid=positive()
+    )
     sk_ratio: float = setting(
         0.0,
         "Selective kernels in a bottleneck ResNet (resnet50/101/152) as in SimCLRv2: the attention's hidden width "

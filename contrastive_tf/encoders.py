@@ -4,6 +4,8 @@ Every encoder is a functional `keras.Model`, so it saves to `.keras`, exports as
 SavedModel and can be swapped for any other Keras model with a flat output. Batch norm
 is `synchronized`: under a distribution strategy its statistics cover the global batch,
 which SimCLR needs so that replicas cannot cheat the loss with local statistics.
+`build_encoder` also makes encoders of `keras.applications` models and of a user's
+factory (see `contrastive_tf.backbones`).
 
 The bottleneck ResNets (50, 101, 152) can take SimCLRv2's selective kernels (Chen et al.
 2020, arXiv:2006.10029; google-research/simclr, tf2/resnet.py) with `sk_ratio` > 0.
@@ -11,11 +13,16 @@ The bottleneck ResNets (50, 101, 152) can take SimCLRv2's selective kernels (Che
 
 from __future__ import annotations
 
+import difflib
+import os
+
 import keras
 from keras import layers, ops
 
+from contrastive_tf import storage
+from contrastive_tf.backbones import APPLICATIONS, application, from_factory, is_factory_path, no_width
 from contrastive_tf.data import DIGIT_MAX_SIZE, is_small
-from contrastive_tf.errors import UsageError
+from contrastive_tf.errors import UsageError, reason
 
 # Blocks per stage, and whether the stage uses bottleneck blocks.
 RESNET_DEPTHS = {
@@ -212,6 +219,25 @@ def default_encoder(input_shape: tuple[int, int, int]) -> str:
     return "small_cnn" if max(input_shape[:2]) <= DIGIT_MAX_SIZE else "resnet18"
 
 
+def is_encoder_name(name: str) -> bool:
+    """Whether `name` names an encoder: "auto", one of `ENCODERS`, a `keras.applications`
+    model (`backbones.APPLICATIONS`) or a factory's module.path:function."""
+    return name == "auto" or name in ENCODERS or name in APPLICATIONS or is_factory_path(name)
+
+
+def unknown_encoder(name: str) -> str:
+    """The one-line error for a `name` that names no encoder, with the closest names."""
+    known = ("auto", *ENCODERS, *APPLICATIONS)
+    # Case-blind, so that vgg16 finds VGG16; resnet50 is ours and ResNet50 Keras', so both are kept.
+    close = difflib.get_close_matches(name.lower(), [known_name.lower() for known_name in known], n=3, cutoff=0.6)
+    suggestions = [known_name for match in dict.fromkeys(close) for known_name in known if known_name.lower() == match]
+    hint = f" (close: {', '.join(suggestions)})" if suggestions else ""
+    return (
+        f"unknown encoder {name!r}{hint}; choose auto, {', '.join(ENCODERS)}, an image model of keras.applications "
+        "by its name, or module.path:function"
+    )
+
+
 def build_encoder(
     name: str,
     input_shape: tuple[int, int, int],
@@ -220,15 +246,33 @@ def build_encoder(
     pooling_grid: int = 1,
     zero_init_residual: bool = True,
     input_normalization: str = "none",
+    weights: str | os.PathLike | None = None,
 ) -> keras.Model:
-    """The encoder called `name` (one of `ENCODERS`) for images of `input_shape`, with
-    SimCLRv2's selective kernels if `sk_ratio` > 0 (bottleneck ResNets only; see `resnet`),
-    h pooled over a grid if `pooling_grid` > 1 (small_cnn only; see `small_cnn`), and its
-    [0, 1] pixels standardised first by the channel means and deviations
-    `input_normalization` names (`INPUT_NORMALIZATIONS`), inside the encoder so that its
-    export takes [0, 1] images as every other does."""
-    if name not in ENCODERS:
-        raise UsageError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    """The encoder called `name` for images of `input_shape`.
+
+    `name` is one of `ENCODERS`, "auto" (`default_encoder`), an image model of
+    `keras.applications` by its name ("MobileNetV3Small", "EfficientNetV2B0"; see
+    `backbones.application`), or "module.path:function", a factory of the user's that
+    returns a `keras.Model` (see `backbones.from_factory`). Every one takes [0, 1] images and
+    gives h [B, D].
+
+    Args:
+        width: channel multiplier of small_cnn and the ResNets, alpha of the MobileNets.
+        sk_ratio: SimCLRv2's selective kernels if > 0 (bottleneck ResNets only; see `resnet`).
+        pooling_grid: h pooled over a grid of cells if > 1 (small_cnn only; see `small_cnn`).
+        zero_init_residual: the ResNets' last batch-norm scale of each block at 0 (see `resnet`).
+        input_normalization: a key of `INPUT_NORMALIZATIONS`: the [0, 1] pixels are
+            standardised by those channel means and deviations inside the encoder, so that
+            its export takes [0, 1] images as every other does (small_cnn and the ResNets;
+            the others bring their own preprocessing).
+        weights: a weights file to load: one saved from the same encoder
+            (`encoder.save_weights`), or a `keras.applications` model's weights without its
+            classifier (.h5). None leaves the weights random.
+    """
+    if not is_encoder_name(name):
+        raise UsageError(unknown_encoder(name))
+    if name == "auto":
+        name = default_encoder(input_shape)
     if width <= 0:
         raise UsageError(f"width must be > 0, got {width}")
     if sk_ratio < 0:
@@ -237,15 +281,42 @@ def build_encoder(
         raise UsageError(
             f"unknown input_normalization {input_normalization!r}; choose one of {', '.join(INPUT_NORMALIZATIONS)}"
         )
-    if name == "small_cnn":
-        if sk_ratio:
-            raise _no_selective_kernels(name, sk_ratio)
-        return small_cnn(input_shape, width, pooling_grid, input_normalization)
-    if pooling_grid != 1:
+    if sk_ratio and name not in SK_ENCODERS:
+        raise _no_selective_kernels(name, sk_ratio)
+    if pooling_grid != 1 and name != "small_cnn":
         raise UsageError(
             f"pooling_grid={pooling_grid} is a small_cnn option; {name} pools globally: leave pooling_grid at 1"
         )
-    return resnet(name, input_shape, width, sk_ratio, zero_init_residual, input_normalization)
+    if input_normalization != "none" and name not in ENCODERS:
+        raise UsageError(
+            f"input_normalization {input_normalization} is for small_cnn and the ResNets; {name} preprocesses its "
+            "own [0, 1] images: leave input_normalization at none"
+        )
+    if name == "small_cnn":
+        encoder = small_cnn(input_shape, width, pooling_grid, input_normalization)
+    elif name in RESNET_DEPTHS:
+        encoder = resnet(name, input_shape, width, sk_ratio, zero_init_residual, input_normalization)
+    elif name in APPLICATIONS:
+        encoder = application(name, input_shape, width)
+    elif width != 1:
+        raise no_width(name, width)
+    else:
+        encoder = from_factory(name, input_shape)
+    if weights is not None:
+        _load_weights(encoder, weights)
+    return encoder
+
+
+def _load_weights(encoder: keras.Model, path: str | os.PathLike) -> None:
+    if not storage.exists(path):
+        raise UsageError(f"encoder_weights {path} does not exist; pass a weights file on this machine")
+    try:
+        encoder.load_weights(path)
+    except (ValueError, KeyError, OSError) as error:
+        raise UsageError(
+            f"encoder_weights {path} do not fit {encoder.name} ({reason(error).rstrip(':')}); pass weights saved "
+            "from the same encoder at the same width"
+        ) from None
 
 
 def _images(input_shape: tuple[int, int, int], input_normalization: str = "none"):

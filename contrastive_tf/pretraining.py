@@ -65,8 +65,9 @@ class Run:
         """The configured encoder, or for "auto" `default_encoder` of the data's images."""
         return default_encoder(self.data.image_shape) if self.config.encoder == "auto" else self.config.encoder
 
-    def new_encoder(self) -> keras.Model:
-        """A freshly initialised encoder of the run's architecture."""
+    def new_encoder(self, initial_weights: bool = True) -> keras.Model:
+        """A new encoder of the run's architecture, with the config's encoder_weights loaded
+        if set and `initial_weights`, else randomly initialised."""
         config = self.config
         return build_encoder(
             self.encoder_name,
@@ -76,6 +77,7 @@ class Run:
             config.pooling_grid,
             config.zero_init_residual,
             config.input_normalization,
+            config.encoder_weights if initial_weights else None,
         )
 
     def batches_from(self, step: int) -> tf.data.Dataset:
@@ -302,7 +304,7 @@ def _finalize(run: Run, model: ContrastiveModel, history: dict[str, list[float]]
     with global_precision(run.precision):
         # A copy of the encoder outside the strategy: under multi_worker the trained one
         # would wait for the other workers at every call.
-        encoder = run.new_encoder()
+        encoder = run.new_encoder(initial_weights=False)
         encoder.set_weights(model.encoder.get_weights())
         evaluation, probe, random_probe, knn_top1 = _final_evaluation(run, encoder)
         export_path = None
@@ -350,7 +352,7 @@ def _final_evaluation(
             knn_top1 = None if "knn" in skipped else knn_accuracy(*features, data.num_classes)
         if "random_baseline" not in skipped:
             keras.utils.set_random_seed(config.seed)
-            random_probe = probe_encoder(run.new_encoder(), train, data.test, data.num_classes)
+            random_probe = probe_encoder(run.new_encoder(initial_weights=False), train, data.test, data.num_classes)
     evaluation |= {name: skipped.get(name, "ran") for name in FINAL_EVALUATIONS}
     return evaluation, probe, random_probe, knn_top1
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from contrastive_tf.errors import UsageError
 
-# (test, rule): the test a set value must pass, and the rule an error states ("must be > 0").
-Rule = tuple[Callable[[typing.Any], bool], str]
+# (test, rule): the test a set value must pass, and the rule an error states ("must be > 0"),
+# or a function of the value that gives the whole error (to suggest the closest names, say).
+Rule = tuple[Callable[[typing.Any], bool], str | Callable[[typing.Any], str]]
 
 
 def setting(
@@ -65,4 +66,5 @@ def check_fields(instance: object) -> None:
         if choices and value not in choices:
             raise UsageError(f"unknown {field.name} {value!r}; choose one of {', '.join(choices)}")
         if valid and not valid[0](value):
-            raise UsageError(f"{field.name} {valid[1]}, got {value}")
+            rule = valid[1]
+            raise UsageError(rule(value) if callable(rule) else f"{field.name} {rule}, got {value}")

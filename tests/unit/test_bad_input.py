@@ -41,7 +41,7 @@ CASES = {
     "unknown data set": (lambda d: dict(dataset="imagenet42"), "unknown dataset 'imagenet42'"),
     "unknown strategy": (lambda d: dict(strategy="horovod"), "unknown strategy 'horovod'; choose one of"),
     "unknown precision": (lambda d: dict(precision="fp8"), "unknown precision 'fp8'; choose one of"),
-    "unknown encoder": (lambda d: dict(encoder="vgg16"), "unknown encoder 'vgg16'; choose one of"),
+    "unknown encoder": (lambda d: dict(encoder="vgg16"), "unknown encoder 'vgg16' (close: VGG16, VGG19); choose auto"),
     "unknown method": (lambda d: dict(method="swav"), "unknown method 'swav'; choose one of"),
     "batch size 0": (lambda d: dict(batch_size=0), "batch_size must be >= 2"),
     "batch size 1": (lambda d: dict(batch_size=1), "batch_size must be >= 2"),

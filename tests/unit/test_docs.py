@@ -2,10 +2,13 @@
 their `python -m experiments.*` commands use is a real flag of that command."""
 
 import re
+import sys
+import types
 
 import numpy as np
 
 from conftest import ROOT
+from contrastive_tf.backbones import APPLICATIONS
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.export import export_encoder
 from experiments import cli_reference
@@ -44,11 +47,28 @@ def test_loading_the_export_runs(tmp_path):
     np.testing.assert_allclose(namespace["h"], namespace["h_again"], rtol=1e-6)
 
 
+def test_the_backbone_factory_example_is_a_factory_the_encoder_takes(monkeypatch):
+    module = types.ModuleType("docs_backbones")
+    exec(
+        compile(_python_block("### Backbones by name or by hand", "docs/methods.md"), "docs/methods.md", "exec"),
+        vars(module),
+    )
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    encoder = build_encoder("docs_backbones:build", (32, 32, 3))
+    assert encoder.name == "my_backbone" and encoder.output_shape == (None, 64)
+
+
+def test_the_encoder_docs_name_every_keras_application_by_its_family():
+    documented = set(re.findall(r"`(\w+)`", PAGES["docs/methods.md"].split("### Backbones by name or by hand")[1]))
+    assert set(APPLICATIONS) <= documented
+
+
 # The (page, heading) of every Python block the tests above run.
 TESTED_BLOCKS = (
     ("README.md", "### Python"),
     ("docs/methods.md", "## Methods"),
     ("docs/export.md", "## Using the export in another app"),
+    ("docs/methods.md", "### Backbones by name or by hand"),
 )
 
 

@@ -1,0 +1,31 @@
+"""Backbone factories of the kind a user passes as --encoder=module.path:function, for the
+tests: each takes the input shape and returns a keras.Model of [0, 1] images."""
+
+import keras
+from keras import layers
+
+
+def build(input_shape):
+    """Two conv-BN-ReLU layers, the second at stride 2: a feature map [B, H/2, W/2, 8],
+    which the library pools into h [B, 8]."""
+    images = keras.Input(input_shape)
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False)(images)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
+    return keras.Model(images, layers.ReLU()(layers.BatchNormalization()(x)), name="tiny_backbone")
+
+
+def flat(input_shape):
+    """A model that gives h [B, 4] itself."""
+    images = keras.Input(input_shape)
+    return keras.Model(images, layers.Dense(4)(layers.GlobalAveragePooling2D()(images)), name="tiny_flat")
+
+
+def sequence(input_shape):
+    """A model whose output is [B, H*W, C]: neither h nor a feature map."""
+    images = keras.Input(input_shape)
+    return keras.Model(images, layers.Reshape((-1, input_shape[-1]))(images), name="tiny_sequence")
+
+
+def not_a_model(input_shape):
+    return layers.Conv2D(8, 3)
