@@ -17,6 +17,7 @@ from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, LR_SCHEDULE_IN
 from contrastive_tf.precision import PRECISIONS
 from contrastive_tf.settings import at_least, check_fields, positive, setting, within
 from contrastive_tf.tfrecords import IMAGE_KEY, LABEL_KEY
+from contrastive_tf.vit import VIT_POOLINGS
 
 GROUPS = ("data", "method", "optimisation", "augmentation", "run")
 
@@ -53,7 +54,7 @@ def _with_method_settings(after: str) -> Callable[[type], type]:
 
 
 @dataclasses.dataclass
-@_with_method_settings(after="input_normalization")
+@_with_method_settings(after="frozen_patch_projection")
 class PretrainConfig:
     """Everything a pretraining run needs; `pretrain(PretrainConfig(...))` runs it.
 
@@ -146,6 +147,23 @@ class PretrainConfig:
         "as torchvision's Normalize in the peers' transforms (lightly: imagenet; solo-learn on CIFAR: cifar10).",
         "method",
         choices=tuple(INPUT_NORMALIZATIONS),
+    )
+    patch_size: int | None = setting(
+        None,
+        "A ViT's patch side in pixels, dividing the image size; default: 4 up to 32 px images (CIFAR), else 16.",
+        "method",
+        valid=at_least(1),
+    )
+    vit_pooling: str = setting(
+        "cls",
+        "A ViT's h: its [CLS] token's output (the paper's) or the patch tokens' mean.",
+        "method",
+        choices=VIT_POOLINGS,
+    )
+    frozen_patch_projection: bool = setting(
+        True,
+        "Keep a ViT's patch projection at its random initialisation, MoCo v3's stability trick (--stop-grad-conv1).",
+        "method",
     )
     # Optimisation.
     batch_size: int = setting(

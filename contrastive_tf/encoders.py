@@ -23,6 +23,7 @@ from contrastive_tf import storage
 from contrastive_tf.backbones import APPLICATIONS, application, from_factory, is_factory_path, no_width
 from contrastive_tf.data import DIGIT_MAX_SIZE, is_small
 from contrastive_tf.errors import UsageError, reason
+from contrastive_tf.vit import VITS, vision_transformer
 
 # Blocks per stage, and whether the stage uses bottleneck blocks.
 RESNET_DEPTHS = {
@@ -32,7 +33,7 @@ RESNET_DEPTHS = {
     "resnet101": ([3, 4, 23, 3], True),
     "resnet152": ([3, 8, 36, 3], True),
 }
-ENCODERS = ("small_cnn", *RESNET_DEPTHS)
+ENCODERS = ("small_cnn", *RESNET_DEPTHS, *VITS)
 SK_ENCODERS = tuple(name for name, (_, bottleneck) in RESNET_DEPTHS.items() if bottleneck)
 # Channel means and standard deviations an encoder can standardise its [0, 1] pixels by, as
 # torchvision's Normalize in the peers' transforms: lightly's IMAGENET_NORMALIZE
@@ -247,6 +248,9 @@ def build_encoder(
     zero_init_residual: bool = True,
     input_normalization: str = "none",
     weights: str | os.PathLike | None = None,
+    patch_size: int | None = None,
+    vit_pooling: str = "cls",
+    frozen_patch_projection: bool = True,
 ) -> keras.Model:
     """The encoder called `name` for images of `input_shape`.
 
@@ -265,6 +269,8 @@ def build_encoder(
             standardised by those channel means and deviations inside the encoder, so that
             its export takes [0, 1] images as every other does (small_cnn and the ResNets;
             the others bring their own preprocessing).
+        patch_size, vit_pooling, frozen_patch_projection: a ViT's patch size (None: by the
+            image size), pooling and frozen patch projection (see `vit.vision_transformer`).
         weights: a weights file to load: one saved from the same encoder
             (`encoder.save_weights`), or a `keras.applications` model's weights without its
             classifier (.h5). None leaves the weights random.
@@ -296,6 +302,11 @@ def build_encoder(
         encoder = small_cnn(input_shape, width, pooling_grid, input_normalization)
     elif name in RESNET_DEPTHS:
         encoder = resnet(name, input_shape, width, sk_ratio, zero_init_residual, input_normalization)
+    elif name in VITS and width == 1:
+        image_input = _images(input_shape, input_normalization)
+        encoder = vision_transformer(
+            name, input_shape, patch_size, vit_pooling, frozen_patch_projection, image_input=image_input
+        )
     elif name in APPLICATIONS:
         encoder = application(name, input_shape, width)
     elif width != 1:

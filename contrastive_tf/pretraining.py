@@ -78,6 +78,9 @@ class Run:
             config.zero_init_residual,
             config.input_normalization,
             config.encoder_weights if initial_weights else None,
+            config.patch_size,
+            config.vit_pooling,
+            config.frozen_patch_projection,
         )
 
     def batches_from(self, step: int) -> tf.data.Dataset:

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.vit import VITS, sincos_positions, vision_transformer
 from references import numpy_mocov3_positions
@@ -51,3 +52,11 @@ def test_a_patch_size_that_does_not_divide_the_image_is_refused_in_one_line():
         vision_transformer("vit_tiny", (32, 32, 3), patch_size=5)
     with pytest.raises(UsageError, match="unknown vision transformer 'vit_huge'"):
         vision_transformer("vit_huge", (32, 32, 3))
+
+
+def test_build_encoder_builds_a_vit_by_name_with_its_settings():
+    encoder = build_encoder("vit_tiny", (32, 32, 3), patch_size=8, vit_pooling="mean", input_normalization="cifar10")
+    assert encoder.get_layer("patch_projection").kernel.shape == (8, 8, 3, 192)
+    assert encoder.get_layer("input_normalization") is not None and encoder.output_shape == (None, 192)
+    with pytest.raises(UsageError, match="width"):
+        build_encoder("vit_tiny", (32, 32, 3), width=0.5)
