@@ -17,7 +17,8 @@ from contrastive_tf import distribute
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.knn import KNN_K
 from contrastive_tf.pretraining import pretrain
-from experiments import cli
+
+from . import cli
 
 FLAGS = flags.FLAGS
 
