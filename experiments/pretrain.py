@@ -1,5 +1,5 @@
-"""Pretrain an encoder (SimCLR, MoCo, BYOL, SimSiam, SupCon, Barlow Twins, VICReg or
-NNCLR), probe it, and export it as a SavedModel.
+"""Pretrain an encoder with a method of `contrastive_tf.METHODS` (`--method`), probe it,
+and export it as a SavedModel.
 
 Every flag is a field of `PretrainConfig`; docs/cli.md lists them.
 
