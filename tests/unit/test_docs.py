@@ -8,6 +8,7 @@ import numpy as np
 from conftest import ROOT
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.export import export_encoder
+from contrastive_tf.methods import METHODS
 from experiments import cli_reference
 
 README = (ROOT / "README.md").read_text()
@@ -42,6 +43,19 @@ def test_loading_the_export_runs(tmp_path):
     exec(compile(code, "docs/export.md", "exec"), namespace)
     assert namespace["h"].shape == (4, 64)
     np.testing.assert_allclose(namespace["h"], namespace["h_again"], rtol=1e-6)
+
+
+def test_the_readme_stays_an_entry_page():
+    """Detail goes to docs/, which the README links to."""
+    assert len(README.splitlines()) <= 200
+
+
+def test_the_method_tables_have_a_row_for_every_method():
+    """The tables are prose (papers, what each method learns from); the registry says which
+    rows they need. Elsewhere the pages point to `METHODS` instead of listing methods."""
+    for method in METHODS:
+        assert f"`--method={method}`" in README, method
+        assert f"| `{method}` | `{METHODS[method].__name__}` |" in PAGES["docs/methods.md"], method
 
 
 # The (page, heading) of every Python block the tests above run.
