@@ -16,12 +16,8 @@ from collections.abc import Callable
 
 import keras
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # no public test for "inside XLA"
 
 from contrastive_tf.data import is_small
-
-# How far RngReadAndSkip(delta=1) advances the Philox counter; the XLA path does the same.
-_PHILOX_SKIP = [256, 0, 0]
 
 
 def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
@@ -97,15 +93,9 @@ class RandomImageLayer(keras.layers.Layer):
 
     def next_seed(self) -> tf.Tensor:
         """A fresh int64 [2] seed; never the same twice for this layer."""
+        # XLA compiles RngReadAndSkip too, so compiled and eager steps advance the same counter.
         handle = self.rng_state.value.handle
-        if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
-            # XLA has no RngReadAndSkip kernel. A compiled train step runs one at a time,
-            # so reading and then advancing the counter (as RngReadAndSkip does) is safe.
-            state = tf.raw_ops.ReadVariableOp(resource=handle, dtype=tf.int64)
-            with tf.control_dependencies([state]):
-                tf.raw_ops.AssignAddVariableOp(resource=handle, value=tf.constant(_PHILOX_SKIP, tf.int64))
-        else:
-            state = tf.raw_ops.RngReadAndSkip(resource=handle, alg=1, delta=tf.constant(1, tf.uint64))
+        state = tf.raw_ops.RngReadAndSkip(resource=handle, alg=1, delta=tf.constant(1, tf.uint64))
         seed = tf.stack([state[0], state[2]])
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:

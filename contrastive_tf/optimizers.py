@@ -20,7 +20,8 @@ class _CoupledWeightDecayMomentum(keras.optimizers.Optimizer):
     """Momentum SGD whose weight decay is coupled L2: wd * w joins the gradient before the
     momentum, as in SimCLR's LARS and torch's SGD. Keras' own `weight_decay` is left unset,
     as Keras would otherwise shrink w a second time, decoupled, before the step. Variables
-    passed to `exclude_from_weight_decay` get no decay."""
+    passed to `exclude_from_weight_decay` get no decay. `_get_variable_index` and
+    `_use_weight_decay` are the hooks Keras' own optimizers call; none is public."""
 
     def __init__(self, learning_rate, momentum: float, weight_decay: float, name: str, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -32,7 +32,8 @@ from absl import flags
 
 import contrastive_tf
 from contrastive_tf.precision import JIT_COMPILE, PRECISIONS, resolve_jit_compile, resolve_precision
-from experiments import benchmarks, cli
+
+from . import benchmarks, cli
 
 ENCODER_SHAPES = {"small_cnn": (28, 28, 1), "resnet18": (32, 32, 3)}
 

@@ -24,7 +24,7 @@ _PRETRAIN_GROUPS = {field.name: field.metadata["group"] for field in dataclasses
 def entry_point_flags(name: str) -> flags.FlagValues:
     """The flags `experiments.<name>` declares, in a FlagValues of their own."""
     flag_values = flags.FlagValues()
-    importlib.import_module(f"experiments.{name}").define_flags(flag_values)
+    importlib.import_module(f"{__package__}.{name}").define_flags(flag_values)
     return flag_values
 
 
@@ -53,7 +53,7 @@ def _table(flag_list: list[flags.Flag]) -> list[str]:
 
 
 def _section(name: str) -> list[str]:
-    module = importlib.import_module(f"experiments.{name}")
+    module = importlib.import_module(f"{__package__}.{name}")
     summary = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
     flag_values = entry_point_flags(name)
     flag_list = [flag_values[flag_name] for flag_name in flag_values]

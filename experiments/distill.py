@@ -25,7 +25,8 @@ from contrastive_tf.finetuning import Classifier, labelled_batches, light_augmen
 from contrastive_tf.optimizers import warmup_cosine
 from contrastive_tf.reports import report_classification
 from contrastive_tf.run_folder import CLASSIFIER_FILE, RESULTS_FILE, STUDENT_FILE
-from experiments import cli, eval_common
+
+from . import cli, eval_common
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:

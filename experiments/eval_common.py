@@ -10,7 +10,8 @@ from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import SOURCE_OPTIONS, ImageData
 from contrastive_tf.evaluation import extract_features, labelled_data, labelled_subset
 from contrastive_tf.run_folder import Pretrained, load_pretrained
-from experiments import cli
+
+from . import cli
 
 
 def define_data_flags(flag_values: flags.FlagValues) -> None:

@@ -20,7 +20,8 @@ from contrastive_tf.finetuning import FINE_TUNING_CROP_SCALE, Classifier, fine_t
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.reports import report_classification
 from contrastive_tf.run_folder import CLASSIFIER_FILE, MODEL_FILE
-from experiments import cli, eval_common
+
+from . import cli, eval_common
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:

@@ -13,7 +13,8 @@ from absl import flags
 
 from contrastive_tf.knn import KNN_K, KNN_TEMPERATURE, knn_scores
 from contrastive_tf.reports import report_classification
-from experiments import cli, eval_common
+
+from . import cli, eval_common
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:

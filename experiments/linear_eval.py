@@ -24,7 +24,8 @@ from contrastive_tf.evaluation import (
     protocol_settings,
 )
 from contrastive_tf.reports import report_classification
-from experiments import cli, eval_common
+
+from . import cli, eval_common
 
 
 def _defaults(setting: str) -> str:

@@ -1,5 +1,5 @@
-"""Pretrain an encoder (SimCLR, MoCo, BYOL, SimSiam, SupCon, Barlow Twins, VICReg or
-NNCLR), probe it, and export it as a SavedModel.
+"""Pretrain an encoder with a method of `contrastive_tf.METHODS` (`--method`), probe it,
+and export it as a SavedModel.
 
 Every flag is a field of `PretrainConfig`; docs/cli.md lists them.
 
@@ -17,7 +17,8 @@ from contrastive_tf import distribute
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.knn import KNN_K
 from contrastive_tf.pretraining import pretrain
-from experiments import cli
+
+from . import cli
 
 FLAGS = flags.FLAGS
 

@@ -43,7 +43,8 @@ from contrastive_tf.methods import METHODS, setting_names
 from contrastive_tf.pretraining import pretrain
 from contrastive_tf.reports import write_results
 from contrastive_tf.run_folder import CHECKPOINTS_DIR, load_pretrained
-from experiments import cli
+
+from . import cli
 
 # What fits the time budget on 2 CPU cores (see the README).
 RECIPES = {

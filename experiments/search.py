@@ -18,7 +18,8 @@ from absl import flags
 
 from contrastive_tf.plots import plot_neighbours
 from contrastive_tf.search import INDEX_FILE, NEIGHBOURS_FIGURE, NPZ_SPLITS, ExportedEncoder, cached_index, read_images
-from experiments import cli
+
+from . import cli
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:

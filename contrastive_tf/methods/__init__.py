@@ -93,8 +93,7 @@ def contrastive_model(
     """The model of `method` (a key of `METHODS`) around `encoder` and `augmenter`.
 
     Args:
-        method: simclr, moco, byol, simsiam, supcon (which needs labelled batches),
-            barlow_twins, vicreg or nnclr.
+        method: a key of `METHODS`; supcon needs labelled batches.
         num_views: views per image; more than 2 only for methods whose loss takes them.
         num_classes: classes of the online linear probe; None turns it off.
         total_steps: the training length, for schedules such as BYOL's momentum.
@@ -121,17 +120,9 @@ def contrastive_model(
 
 
 __all__ = [
-    "BYOL",
+    *(model_class.__name__ for model_class in METHODS.values()),
     "METHODS",
-    "NNCLR",
-    "MethodSettings",
-    "BarlowTwins",
     "ContrastiveModel",
-    "MoCo",
-    "MoCoV3",
-    "SimCLR",
-    "SimSiam",
-    "SupCon",
-    "VICReg",
+    "MethodSettings",
     "contrastive_model",
 ]

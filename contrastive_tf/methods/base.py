@@ -136,7 +136,8 @@ class ContrastiveModel(keras.Model):
         # Keras takes a first batch from the iterator (which training then never sees)
         # and reduces it across replicas, which fails under MultiWorkerMirroredStrategy
         # (keras-team/keras#20585). Once built, and compiled without a loss or
-        # metrics, only the optimizer is left to build, and that needs no data.
+        # metrics, only the optimizer is left to build, and that needs no data. Keras has
+        # no public hook for this: the override and the attributes it reads are private.
         needs_data = self._compile_loss is not None or self._compile_metrics is not None
         if self._distribute_strategy is None or needs_data or not all(layer.built for layer in self._flatten_layers()):
             return super()._maybe_symbolic_build(iterator, data_batch)

@@ -443,9 +443,9 @@ def test_crop_samples_exactly_like_tf_image_crop_and_resize(out_size):
 
 @pytest.mark.parametrize("name", [name for name in LAYERS if name not in ("rotation", "shear", "simclr")])
 def test_layer_compiles_with_xla_and_draws_fresh_views_each_call(name):
-    """XLA has no RngReadAndSkip kernel, so a compiled step advances the seed counter by
-    hand, by the same step. (XLA's stateless generators draw other numbers than the CPU
-    kernels for the same seed, so compiled and eager views are not compared.)"""
+    """A compiled step advances the seed counter as an eager one does. (XLA's stateless
+    generators draw other numbers than the CPU kernels for the same seed, so compiled and
+    eager views are not compared.)"""
     images = _images(channels=3)
     eager, compiled = LAYERS[name](3), LAYERS[name](3)
     augment = tf.function(lambda x: compiled(x), jit_compile=True)

@@ -11,6 +11,7 @@ from conftest import ROOT
 from contrastive_tf.backbones import APPLICATIONS
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.export import export_encoder
+from contrastive_tf.methods import METHODS
 from experiments import cli_reference
 
 README = (ROOT / "README.md").read_text()
@@ -61,6 +62,19 @@ def test_the_backbone_factory_example_is_a_factory_the_encoder_takes(monkeypatch
 def test_the_encoder_docs_name_every_keras_application_by_its_family():
     documented = set(re.findall(r"`(\w+)`", PAGES["docs/methods.md"].split("### Backbones by name or by hand")[1]))
     assert set(APPLICATIONS) <= documented
+
+
+def test_the_readme_stays_an_entry_page():
+    """Detail goes to docs/, which the README links to."""
+    assert len(README.splitlines()) <= 200
+
+
+def test_the_method_tables_have_a_row_for_every_method():
+    """The tables are prose (papers, what each method learns from); the registry says which
+    rows they need. Elsewhere the pages point to `METHODS` instead of listing methods."""
+    for method in METHODS:
+        assert f"`--method={method}`" in README, method
+        assert f"| `{method}` | `{METHODS[method].__name__}` |" in PAGES["docs/methods.md"], method
 
 
 # The (page, heading) of every Python block the tests above run.
