@@ -308,7 +308,15 @@ def _finalize(run: Run, model: ContrastiveModel, history: dict[str, list[float]]
         export_path = None
         if export:
             card = _model_card(run, model, encoder, history, evaluation, probe, random_probe, knn_top1)
-            export_path = export_encoder(encoder, run.export_dir, data.image_shape, config.overwrite, card)
+            export_path = export_encoder(
+                encoder,
+                run.export_dir,
+                data.image_shape,
+                config.overwrite,
+                card,
+                tflite=config.export_tflite,
+                sample_images=sample_images,
+            )
     return PretrainResult(model, history, export_path, probe, random_probe, figures, knn_top1, evaluation)
 
 
