@@ -255,6 +255,12 @@ class PretrainConfig:
     model_dir: str = setting("runs/simclr", "Checkpoints, TensorBoard logs, figures; rerun to resume.", "run")
     export_dir: str | None = setting(None, "SavedModel export folder (default: MODEL_DIR/export).", "run")
     overwrite: bool = setting(False, "Replace an existing export.", "run")
+    export_tflite: bool = setting(
+        False,
+        "Also convert the encoder to TFLite (encoder.tflite in the export); the log and the model card give its "
+        "size and how far its output is from the SavedModel's.",
+        "run",
+    )
     checkpoint_every_steps: int | None = setting(
         None, "Checkpoint interval in steps (default: every epoch).", "run", valid=at_least(1)
     )

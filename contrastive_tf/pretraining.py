@@ -313,7 +313,15 @@ def _finalize(run: Run, model: ContrastiveModel, history: dict[str, list[float]]
         export_path = None
         if export:
             card = _model_card(run, model, encoder, history, evaluation, probe, random_probe, knn_top1)
-            export_path = export_encoder(encoder, run.export_dir, data.image_shape, config.overwrite, card)
+            export_path = export_encoder(
+                encoder,
+                run.export_dir,
+                data.image_shape,
+                config.overwrite,
+                card,
+                tflite=config.export_tflite,
+                sample_images=sample_images,
+            )
     return PretrainResult(model, history, export_path, probe, random_probe, figures, knn_top1, evaluation)
 
 
@@ -361,18 +369,16 @@ def _final_evaluation(
 
 
 def _model_card(run: Run, model, encoder, history, evaluation, probe, random_probe, knn_top1) -> dict:
-    """What the export says about itself: inputs, outputs, training and scores, and what
-    the scores were computed on."""
+    """What the run says about the export: its output, training and scores, and what the
+    scores were computed on (the export adds what it takes, see `export_encoder`)."""
     return {
         "encoder": encoder.name,
         "method": type(model).__name__,
         "dataset": run.data.name,
-        "image_shape": run.data.image_shape,
         "views": "each cropped on the host from the original image, evaluation on the 87.5% centre crop"
         if run.data.host_crops
         else "cropped from the whole image as loaded",
         "unreadable_files_skipped": run.data.skipped_files(),
-        "inputs": "serving_default: uint8 images [B, H, W, C] in [0, 255]; serve_float: float32 in [0, 1]",
         "outputs": "representation: float32 [B, D], the encoder output h (the projection head is not exported)",
         "epochs_trained": len(next(iter(history.values()), [])),
         "final_loss": history.get("loss", [None])[-1],

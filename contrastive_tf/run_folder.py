@@ -1,10 +1,11 @@
 """What a run folder holds, each artefact named once, and the encoder read back from it.
 
-A pretraining run leaves the encoder in two forms: the SavedModel export (any TensorFlow
-app can load it; its batch norm is frozen in inference mode) and `model.keras` in its
-model_dir (the whole Keras model of its method: encoder, heads and augmentation, all
-trainable). Evaluations write their results and figures into their own output folder.
-Every folder may be on any filesystem `storage` reaches (gs:// too).
+A pretraining run leaves the encoder in two forms: the export (a SavedModel any TensorFlow
+app can load to embed images or to fine-tune, with the encoder alone as a `.keras` file
+beside it; see `export`) and `model.keras` in its model_dir (the whole Keras model of its
+method: encoder, heads and augmentation, all trainable). Evaluations write their results
+and figures into their own output folder. Every folder may be on any filesystem `storage`
+reaches (gs:// too).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ LOGS_DIR = "logs"
 EXPORT_DIR = "export"
 # The export's card: what the encoder takes and gives, how it was trained and scored.
 METADATA_FILE = "model_card.json"
+# Beside the SavedModel in an export: the encoder for plain Keras, and as TFLite.
+ENCODER_FILE = "encoder.keras"
+TFLITE_FILE = "encoder.tflite"
 HISTORY_FILE = "history.csv"
 # Held by the process training into the model_dir (see `RunLock`).
 LOCK_FILE = ".lock"

@@ -1,5 +1,9 @@
 """Small models and inputs that several test modules build."""
 
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 
@@ -44,3 +48,21 @@ def simclr_model(augmenter=None, num_classes=None, projection_layers=2):
 def config_from_argv(*argv: str) -> PretrainConfig:
     """The config `python -m experiments.pretrain ARGV` would run, parsed in-process."""
     return cli.config_from_argv(PretrainConfig, list(argv))
+
+
+# Opens an app's script: the editable install's finder would find the package from any folder.
+_WITHOUT_THE_PACKAGE = """
+import importlib.util, sys
+sys.meta_path = [finder for finder in sys.meta_path if "contrastive_tf" not in getattr(finder, "__module__", "")]
+assert importlib.util.find_spec("contrastive_tf") is None, "contrastive_tf is importable"
+"""
+
+
+def run_without_the_package(script: str, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs `script` with `args` as an app on a machine without contrastive_tf would: in a
+    fresh interpreter in isolated mode (no PYTHONPATH, no working folder on its path) that
+    cannot import the package. Fails the test, with the app's error, if the app fails."""
+    command = [sys.executable, "-I", "-c", _WITHOUT_THE_PACKAGE + textwrap.dedent(script), *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

@@ -132,6 +132,17 @@ def test_each_final_evaluation_can_be_turned_off_and_the_card_says_so(mnist_subs
         assert card["final_evaluation"][other] == "ran" and 0 <= card[_SCORES[other][0]] <= 1
 
 
+def test_export_tflite_adds_the_tflite_encoder_compared_on_training_images(mnist_subset, tmp_path, caplog):
+    off = {setting: False for setting in FINAL_EVALUATIONS.values()}
+    run = prepare(_config(mnist_subset, tmp_path, export_tflite=True, **off))
+    with caplog.at_level("INFO", logger="contrastive_tf.export"):
+        card = _card(finalize(run, build_model(run), {"loss": [1.0]}))
+    assert card["tflite"]["compared_on"] == "8 images given to the export"  # the first training images
+    assert card["tflite"]["max_abs_difference"] < 1e-4 and run_folder.TFLITE_FILE in caplog.text
+    assert (run.export_dir / run_folder.TFLITE_FILE).stat().st_size == card["tflite"]["bytes"]
+    assert card["image_size"] == "any height and width (trained at 28x28)" and card["config"]["export_tflite"]
+
+
 def test_the_final_evaluations_learn_from_a_stratified_sample_and_the_card_says_how_many(mnist_subset, tmp_path):
     run = prepare(_config(mnist_subset, tmp_path, final_eval_train_examples=1000, final_knn=False, seed=3))
     result = finalize(run, build_model(run), {"loss": [1.0]})
