@@ -12,8 +12,9 @@ import tensorflow as tf
 from contrastive_tf.heads import ProjectionHead
 from contrastive_tf.losses import mocov3_loss
 from contrastive_tf.methods import settings
-from contrastive_tf.methods.base import ContrastiveModel, asymmetric_augmenters
-from contrastive_tf.methods.momentum import MomentumNetwork, scheduled_momentum
+from contrastive_tf.methods.base import asymmetric_augmenters
+from contrastive_tf.methods.byol import BYOL
+from contrastive_tf.methods.momentum import scheduled_momentum
 from contrastive_tf.settings import setting
 
 
@@ -64,15 +65,16 @@ def mocov3_mlp(
 
 
 @keras.saving.register_keras_serializable(package="contrastive_tf")
-class MoCoV3(ContrastiveModel):
+class MoCoV3(BYOL):
     """MoCo v3: loss = ctr(q1, k2) + ctr(q2, k1), with q = p(g(f(view))) the query network's
     prediction, k = g'(f'(view)) the momentum network's key and ctr `losses.mocov3_loss`
     (the other images' keys of the global batch as negatives, scaled by 2 tau).
 
     It follows facebookresearch/moco-v3 (`moco/builder.py`, `MoCo.forward`;
     `main_moco.py`, `train`): each view through the networks on its own, and the momentum
-    network moved towards the online one (with the step's scheduled momentum) before it
-    makes the keys, so the keys of step t come from the online weights of step t.
+    network (MoCo's key encoder; `target_network` here, as BYOL's, whose networks it shares)
+    moved towards the online one with the step's scheduled momentum before it makes the
+    keys, so the keys of step t come from the online weights of step t.
 
     Args:
         encoder, projection_head, augmenter: as in `SimCLR` (see `mocov3_mlp`).
@@ -85,23 +87,7 @@ class MoCoV3(ContrastiveModel):
     """
 
     Settings = MoCoV3Settings
-    layer_args = ("encoder", "projection_head", "predictor", "augmenter", "second_augmenter")
-
-    def __init__(
-        self,
-        encoder: keras.Model,
-        projection_head: keras.layers.Layer,
-        predictor: keras.layers.Layer,
-        augmenter: keras.layers.Layer,
-        num_classes: int | None = None,
-        num_views: int = 2,
-        second_augmenter: keras.layers.Layer | None = None,
-        **kwargs,
-    ):
-        super().__init__(encoder, augmenter, num_views, num_classes, second_augmenter, **kwargs)
-        self.projection_head, self.predictor = projection_head, predictor
-        self.key_network = MomentumNetwork(encoder, projection_head, name="key_network")
-        self._build_now()
+    renamed_settings = {}
 
     @classmethod
     def from_settings(cls, encoder, augmenter, settings: MoCoV3Settings, **common) -> MoCoV3:
@@ -112,22 +98,13 @@ class MoCoV3(ContrastiveModel):
         augmenter, second = asymmetric_augmenters(augmenter, settings.asymmetric_views, settings.color_jitter)
         return cls(encoder, head, predictor, augmenter, second_augmenter=second, **common, **settings.model_arguments())
 
-    def heads(self):
-        return [self.projection_head, self.predictor]
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        if not self.key_network.built:
-            self.key_network.build(input_shape)
-            self.key_network.copy_weights(self.encoder, self.projection_head)
-
     def train_step(self, data):
         views, labels = self.views(data)
         momentum = scheduled_momentum(
             self.optimizer.iterations, self.total_steps, self.target_momentum, self.momentum_schedule
         )
-        self.key_network.update(self.encoder, self.projection_head, momentum)
-        keys = [self.key_network(view, training=True) for view in views]
+        self.target_network.update(self.encoder, self.projection_head, momentum)
+        keys = [self.target_network(view, training=True) for view in views]
         with tf.GradientTape() as tape:
             h = [self.encoder(view, training=True) for view in views]
             queries = [self.predictor(self.projection_head(x, training=True), training=True) for x in h]

@@ -56,7 +56,7 @@ def test_the_key_network_moves_before_it_makes_the_steps_keys():
     after two steps the key network is m1 (m0 k + (1 - m0) w0) + (1 - m1) w1."""
     model = method_model("mocov3", target_momentum=0.5, total_steps=4, projection_dim=16, projection_hidden_dim=32)
     model.compile(optimizer=keras.optimizers.SGD(0.5))
-    keys, online = model.key_network.weights, [*model.encoder.weights, *model.projection_head.weights]
+    keys, online = model.target_network.weights, [*model.encoder.weights, *model.projection_head.weights]
     index = next(i for i, w in enumerate(online) if w.trainable and len(w.shape) == 4)
     expected = np.asarray(keys[index])
     for step in range(2):
