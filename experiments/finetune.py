@@ -64,7 +64,7 @@ def build_classifier(pretrained, num_classes: int) -> Classifier:
     if pretrained.model is None:
         raise UsageError(
             f"fine-tuning needs the whole trainable model: pass the pretraining --model_dir (with {MODEL_FILE}), "
-            "not its export, whose batch norm is frozen"
+            "not its export, which holds the encoder alone (docs/export.md shows an app fine-tuning it)"
         )
     encoder, head = pretrained.model.encoder, pretrained.model.projection_head
     if not 0 <= FLAGS.head_layers < head.num_layers:

@@ -6,6 +6,7 @@ import sys
 import types
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 from contrastive_tf.backbones import APPLICATIONS
@@ -77,12 +78,32 @@ def test_the_method_tables_have_a_row_for_every_method():
         assert f"| `{method}` | `{METHODS[method].__name__}` |" in PAGES["docs/methods.md"], method
 
 
+@pytest.mark.parametrize("heading", ["## Fine-tuning the export", "### Through TFSMLayer"])
+def test_fine_tuning_the_export_runs(heading, tmp_path):
+    """On a tiny encoder and random digits; tests/e2e/test_fine_tune_export.py runs it for
+    real, in a process without this package."""
+    export_dir = export_encoder(build_encoder("small_cnn", (28, 28, 1), 0.25), tmp_path / "export", (28, 28, 1))
+    rng = np.random.default_rng(0)
+    namespace = {
+        "x_train": rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 64),
+        "x_test": rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 16),
+        "export_dir": str(export_dir),
+    }
+    code = _python_block(heading, "docs/export.md").replace('"runs/simclr/export"', "export_dir")
+    exec(compile(code, "docs/export.md", "exec"), namespace)
+    assert 0 <= namespace["accuracy"] <= 1
+
+
 # The (page, heading) of every Python block the tests above run.
 TESTED_BLOCKS = (
     ("README.md", "### Python"),
     ("docs/methods.md", "## Methods"),
     ("docs/export.md", "## Using the export in another app"),
     ("docs/methods.md", "### Backbones by name or by hand"),
+    ("docs/export.md", "## Fine-tuning the export"),
+    ("docs/export.md", "### Through TFSMLayer"),
 )
 
 
