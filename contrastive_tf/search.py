@@ -3,7 +3,8 @@ images, queried by cosine similarity.
 
 The encoder is read through the SavedModel's `serving_default` signature alone (uint8
 images in, `{"representation": h}` out), as any app would read an export; its input size
-comes from the signature, and images of another size or colour are converted to it.
+comes from the signature (for one that takes any size, the size the model card says the
+encoder was trained at), and images of another size or colour are converted to it.
 
 Example:
     >>> encoder = ExportedEncoder("runs/simclr/export")
@@ -17,6 +18,7 @@ import collections
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -26,6 +28,7 @@ import tensorflow as tf
 
 from contrastive_tf.data import UNLABELED, image_files, load_data, read_image_files, skipped_summary, why_unreadable
 from contrastive_tf.errors import UsageError
+from contrastive_tf.run_folder import ENCODER_FILE, METADATA_FILE, TFLITE_FILE
 from contrastive_tf.storage import write_atomically
 
 # Bump when what an index file holds changes: older files are then rebuilt, not misread.
@@ -64,16 +67,17 @@ class ExportedEncoder:
 
     Args:
         export_dir: a SavedModel directory written by `export_encoder` (or any SavedModel
-            whose `serving_default` takes uint8 [B, H, W, C] of a fixed size and returns
-            `representation`, or one output).
+            whose `serving_default` takes uint8 [B, H, W, C] and returns `representation`,
+            or one output; of any size, with a `model_card.json` giving its `image_shape`).
         batch_size: images per call of the signature.
 
     Attributes:
-        image_shape: (height, width, channels) the signature takes.
+        image_shape: (height, width, channels) the images go in at: the signature's, or
+            for one that takes any size, the training size.
 
     Raises:
-        UsageError: no SavedModel at `export_dir`, or a signature that does not take
-            uint8 images of a fixed size.
+        UsageError: no SavedModel at `export_dir`, a signature that does not take uint8
+            images, or one of any size without a card saying the training size.
 
     Example:
         >>> encoder = ExportedEncoder("runs/simclr/export")
@@ -96,11 +100,13 @@ class ExportedEncoder:
         self._serve = self._loaded.signatures["serving_default"]
         (self._input_name, spec), *others = self._serve.structured_input_signature[1].items()
         shape = tuple(spec.shape[1:])
-        if others or spec.dtype != tf.uint8 or len(shape) != 3 or None in shape:
+        if others or spec.dtype != tf.uint8 or len(shape) != 3 or shape[-1] is None:
             raise UsageError(
                 f"the serving_default signature of {path} takes {self._serve.structured_input_signature[1]}; "
-                "expected one input of uint8 images [B, H, W, C] of a fixed size"
+                "expected one input of uint8 images [B, H, W, C]"
             )
+        if None in shape:  # any size: the size it learnt at embeds best
+            shape = _trained_shape(path)
         self.image_shape: tuple[int, int, int] = tuple(int(d) for d in shape)
 
     def __call__(self, images: np.ndarray | tf.Tensor) -> np.ndarray:
@@ -126,13 +132,14 @@ class ExportedEncoder:
     def fingerprint(self) -> str:
         """SHA-256 of the export's files: another export, or the same one rewritten with other
         weights, has another fingerprint. The weights' shards (`variables.data-*`, most of an
-        export's bytes) enter by size and modification time only: their contents are covered
-        by `variables.index`, which holds every tensor's CRC32C and is hashed whole, so a
-        large export is fingerprinted in milliseconds."""
+        export's bytes) and the copies of the weights beside them (`encoder.keras`,
+        `encoder.tflite`) enter by size and modification time only: their contents are
+        covered by `variables.index`, which holds every tensor's CRC32C and is hashed whole,
+        so a large export is fingerprinted in milliseconds."""
         digest = hashlib.sha256()
         for file in sorted(p for p in self.path.rglob("*") if p.is_file()):
             digest.update(f"{file.relative_to(self.path).as_posix()}\0".encode())
-            if file.name.startswith("variables.data-"):
+            if file.name.startswith("variables.data-") or file.name in (ENCODER_FILE, TFLITE_FILE):
                 status = file.stat()
                 digest.update(f"{status.st_size}\0{status.st_mtime_ns}\0".encode())
                 continue
@@ -140,6 +147,17 @@ class ExportedEncoder:
                 for block in iter(lambda: contents.read(2**20), b""):
                     digest.update(block)
         return digest.hexdigest()
+
+
+def _trained_shape(export_dir: pathlib.Path) -> tuple[int, int, int]:
+    card = export_dir / METADATA_FILE
+    shape = json.loads(card.read_text()).get("image_shape") if card.is_file() else None
+    if not shape:
+        raise UsageError(
+            f"{export_dir} takes images of any size, and no image_shape in its {METADATA_FILE} says which size "
+            "its encoder was trained at; pass an export a pretraining run wrote"
+        )
+    return tuple(shape)
 
 
 def read_images(paths: list[str | os.PathLike], image_shape: tuple[int, int, int]) -> np.ndarray:

@@ -4,6 +4,7 @@ export or the images change."""
 
 import os
 import pathlib
+import shutil
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.export import export_encoder
 from contrastive_tf.plots import plot_neighbours
+from contrastive_tf.run_folder import METADATA_FILE
 from contrastive_tf.search import ExportedEncoder, ImageIndex, cached_index, fit_images, index_key, read_images
 
 SHAPE = (28, 28, 1)
@@ -57,7 +59,7 @@ def _folder(root: pathlib.Path, names: list[str]) -> dict[str, np.ndarray]:
     return images
 
 
-def test_the_encoder_takes_its_input_size_from_the_signature_and_gives_the_models_h(exported, encoder):
+def test_an_export_of_any_size_takes_images_at_the_size_its_card_says_it_was_trained_at(exported, encoder):
     model, _ = exported
     images = _images(6)
     assert encoder.image_shape == SHAPE
@@ -205,6 +207,13 @@ def test_nothing_to_index_is_a_usage_error(encoder, tmp_path, make, message):
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(UsageError, match=message):
         ImageIndex.build(encoder, make(tmp_path))
+
+
+def test_an_export_of_any_size_without_a_card_is_a_usage_error(exported, tmp_path):
+    copy = shutil.copytree(exported[1], tmp_path / "export")
+    (copy / METADATA_FILE).unlink()
+    with pytest.raises(UsageError, match="takes images of any size, and no image_shape in its model_card.json"):
+        ExportedEncoder(copy)
 
 
 def test_an_export_that_is_not_there_is_a_usage_error(tmp_path):
