@@ -16,7 +16,7 @@ from contrastive_tf.methods import METHODS, check_method, setting_fields, settin
 from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, LR_SCHEDULE_INTERVALS, OPTIMIZERS
 from contrastive_tf.precision import PRECISIONS
 from contrastive_tf.settings import at_least, check_fields, positive, setting, within
-from contrastive_tf.tfrecords import IMAGE_KEY, LABEL_KEY
+from contrastive_tf.tfrecords import IMAGE_KEY, LABEL_KEY, RECORD_ORDERS
 from contrastive_tf.vit import VIT_POOLINGS
 
 GROUPS = ("data", "method", "optimisation", "augmentation", "run")
@@ -92,6 +92,15 @@ class PretrainConfig:
     image_key: str = setting(IMAGE_KEY, "Key of the encoded image in TFRecord Examples.", "data")
     label_key: str = setting(
         LABEL_KEY, "Key of the int64 class in TFRecord Examples; empty for unlabelled records.", "data"
+    )
+    record_order: str = setting(
+        "uniform",
+        "How TFRecord shards are read: uniform (each record's place indexed first, one read of every record's "
+        "length: each epoch a uniform permutation of all records, the count exact) or shards (no index: shards in a "
+        "new order each epoch, interleaved, through a 10,000-record shuffle buffer; for buckets where indexing "
+        "costs a read of the data).",
+        "data",
+        choices=RECORD_ORDERS,
     )
     num_classes: int | None = setting(
         None,

@@ -136,7 +136,7 @@ def sample_path() -> pathlib.Path:
 
 
 # The keyword arguments of `load_data` that say how to read a source beyond its name.
-SOURCE_OPTIONS = ("train_split", "test_split", "image_key", "label_key", "num_classes")
+SOURCE_OPTIONS = ("train_split", "test_split", "image_key", "label_key", "record_order", "num_classes")
 
 
 def load_data(
@@ -148,6 +148,7 @@ def load_data(
     test_split: str | None = None,
     image_key: str = IMAGE_KEY,
     label_key: str = LABEL_KEY,
+    record_order: str = "uniform",
     num_classes: int | None = None,
 ) -> ImageData:
     """Loads `dataset`: "sample", a `.npz` path, an image-folder path, a glob of TFRecord
@@ -165,6 +166,10 @@ def load_data(
             a glob of TFRecord shards.
         image_key, label_key: the Example keys of TFRecords' image bytes and class; an
             empty label_key reads them unlabelled.
+        record_order: how TFRecord shards are read each epoch (`tfrecords.RECORD_ORDERS`):
+            "uniform", a uniform permutation of all records, their places indexed first
+            (one read of each record's length); "shards", unindexed, the shards in a new
+            order interleaved through a shuffle buffer.
         num_classes: the classes of TFRecord labels (default: the largest label of the
             first shard + 1).
 
@@ -176,7 +181,7 @@ def load_data(
         data = _load_npz(sample_path(), name=SAMPLE)
     elif is_tfrecords(dataset):
         layout = RecordLayout(image_key, label_key or None)
-        return _load_tfrecords(dataset, test_split, image_size, layout, num_classes)
+        return _load_tfrecords(dataset, test_split, image_size, layout, record_order, num_classes)
     elif storage.is_remote(dataset):
         if not storage.exists(dataset):
             raise UsageError(f"dataset path {dataset} does not exist; check the path, the bucket and your access")
@@ -500,7 +505,8 @@ def streamed_split(
     (booleans, one per listed image) reads only those: a subset costs no decoding of the rest."""
 
     def image_and_label(source, label):
-        return decode(stream.contents(source)), label
+        encoded, label = stream.read(source, label)
+        return decode(encoded), label
 
     sources = stream.in_order()
     if keep is not None:
@@ -740,22 +746,29 @@ def _load_tfds(
 
 
 def _load_tfrecords(
-    pattern: str, test_pattern: str | None, image_size: int | None, layout: RecordLayout, num_classes: int | None
+    pattern: str,
+    test_pattern: str | None,
+    image_size: int | None,
+    layout: RecordLayout,
+    record_order: str,
+    num_classes: int | None,
 ) -> ImageData:
     """TFRecord shards, streamed; the test split from `test_pattern` when given."""
     if image_size is None:
         raise UsageError(f"set image_size for the TFRecords {pattern} (e.g. 224): their images are not decoded first")
-    train = read_shards(pattern, layout)
+    train = read_shards(pattern, layout, record_order)
     _too_small(train.largest_side, image_size, pattern)
     host_crops = train.largest_side > image_size
     image_shape = (image_size, image_size, train.channels)
     decode = evaluation_decoder(host_crops, image_shape)
-    test = streamed_split(read_shards(test_pattern, layout).stream, decode, image_shape) if test_pattern else None
+    test = read_shards(test_pattern, layout, record_order).stream if test_pattern else None
+    test = streamed_split(test, decode, image_shape) if test else None
     classes = num_classes or (train.largest_label + 1 if layout.label_key else 0)
     inferred = " (the first shard's largest label + 1; set num_classes if shards hold classes in order)"
+    estimated = " (about: the first shard's count times the shards)" if record_order == "shards" else ""
     _log.info(
-        "TFRecords %s: about %d images (the first shard's count times the shards)%s, %d classes%s%s",
-        pattern, train.stream.num_examples, f" + {test.num_examples} test" if test else "", classes,
+        "TFRecords %s: %d images%s%s, %d classes%s%s",
+        pattern, train.stream.num_examples, estimated, f" + {test.num_examples} test" if test else "", classes,
         inferred if layout.label_key and not num_classes else "",
         ", each view cropped from the original" if host_crops else "",
     )  # fmt: skip
@@ -836,7 +849,7 @@ def sample_views(
     split, (height, _, channels) = data.train, data.image_shape
 
     def both(source, label, position):
-        contents = split.stream.contents(source)
+        contents, _ = split.stream.read(source, label)
         key = tf.stack([tf.constant(seed, tf.int64), position])
         return split.decode(contents), random_crops(contents, 2, height, channels, crop_scale, key)
 
@@ -862,13 +875,15 @@ def _streamed_images(
 
         def decode(source, label, position):
             key = tf.stack([tf.constant(seed, tf.int64), position])
-            return random_crops(stream.contents(source), num_views, height, channels, crop_scale, key), label
+            encoded, label = stream.read(source, label)
+            return random_crops(encoded, num_views, height, channels, crop_scale, key), label
 
     else:
         shape = data.image_shape
 
         def decode(source, label, position):
-            return split.decode(stream.contents(source)), label
+            encoded, label = stream.read(source, label)
+            return split.decode(encoded), label
 
     fallback = (tf.zeros(shape, tf.uint8), tf.constant(UNLABELED, tf.int64))
     return attempted(stream.positions(seed, first, shard), decode, fallback, stream.skipped)

@@ -79,7 +79,7 @@ def split_labels(split: Split) -> np.ndarray:
     """The labels of `split`, in order; for a streamed split, of every listed image, read
     without decoding one (the indices `split_subset` takes)."""
     if split.stream is not None:
-        labels = split.stream.in_order().map(lambda source, label: label)
+        labels = split.stream.labels()
     else:
         labels = split.dataset.map(lambda image, label: label)
     return np.concatenate([np.zeros(0, np.int64), *labels.batch(65_536).as_numpy_iterator()])

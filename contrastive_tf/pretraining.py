@@ -131,6 +131,7 @@ def prepare(config: PretrainConfig) -> Run:
         test_split=config.test_split,
         image_key=config.image_key,
         label_key=config.label_key,
+        record_order=config.record_order,
         num_classes=config.num_classes,
     )
     run = Run(config, strategy, precision, jit_compile, data, model_dir, export_dir)

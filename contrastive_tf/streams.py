@@ -2,11 +2,12 @@
 
 A `Stream` lists where a split's images are (files, TFRecord shards, a TFDS split) and reads
 them on demand, so the first training step comes after listing, not after decoding. Every
-epoch of a folder is a uniform random permutation of all its files
-(`tf.random.experimental.index_shuffle`, seeded by the run's seed and the epoch); shards are
-read in a new random order each epoch, interleaved, through a shuffle buffer. A position in
-the stream (epoch x size + index) seeds each image's crops, so a resumed run starts at its
-step's position without reading what came before (folders) and draws the same views.
+epoch of a folder or of indexed TFRecord shards is a uniform random permutation of all its
+images (`tf.random.experimental.index_shuffle`, seeded by the run's seed and the epoch);
+unindexed shards and TFDS splits are read in a new random order each epoch, interleaved,
+through a shuffle buffer. A position in the stream (epoch x size + index) seeds each image's
+crops, so a resumed run starts at its step's position without reading what came before
+(folders, indexed shards) and draws the same views.
 
 A file that cannot be read or decoded is skipped where it is met, logged and counted in
 `Stream.skipped`; the run's model card reports the count.
@@ -22,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
+
+from contrastive_tf.record_index import RecordIndex, read_record
 
 _log = logging.getLogger(__name__)
 _AUTOTUNE = tf.data.AUTOTUNE
@@ -72,19 +75,26 @@ class Stream:
             position) from stream position `first` on; `shard` = (count, index) keeps every
             count-th file (or shard) for worker `index`.
         in_order: () -> one pass of (source, label) in a fixed order, for evaluation.
-        reads_files: whether a source is a file path (else the encoded bytes themselves).
+        read: (source, label) -> (encoded image, label): a file's contents, a record's
+            image, or the source itself when it is the encoded image.
         num_examples: images listed (the unreadable ones among them are found while reading).
         skipped: the files skipped so far.
+        labels_inside: whether the labels are known only once `read` reads a source (records
+            read by offset); otherwise the label beside each source is the image's.
     """
 
     positions: Callable[[int, int, tuple[int, int]], tf.data.Dataset]
     in_order: Callable[[], tf.data.Dataset]
-    reads_files: bool
+    read: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
     num_examples: int
     skipped: SkippedFiles
+    labels_inside: bool = False
 
-    def contents(self, source: tf.Tensor) -> tf.Tensor:
-        return tf.io.read_file(source) if self.reads_files else source
+    def labels(self) -> tf.data.Dataset:
+        """The labels of `in_order`, without reading an image unless `labels_inside`."""
+        if self.labels_inside:
+            return self.in_order().map(lambda source, label: self.read(source, label)[1], num_parallel_calls=_AUTOTUNE)
+        return self.in_order().map(lambda source, label: label)
 
 
 def _permuted(index: tf.Tensor, seed: int, epoch: tf.Tensor, count: int) -> tf.Tensor:
@@ -93,27 +103,69 @@ def _permuted(index: tf.Tensor, seed: int, epoch: tf.Tensor, count: int) -> tf.T
     return tf.random.experimental.index_shuffle(tf.cast(index, tf.int64), key, tf.constant(count - 1, tf.int64))
 
 
+def _uniform_positions(
+    count: int,
+    item_at: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+    seed: int,
+    first: int,
+    shard: tuple[int, int],
+) -> tf.data.Dataset:
+    """(source, label, position) from position `first` on, each epoch a uniform permutation of
+    `count` items, `item_at(i)` giving item i's (source, label); worker `shard[1]` of
+    `shard[0]` takes every shard[0]-th position, before anything is read."""
+    workers, index = shard
+
+    def at(position):
+        epoch, offset = position // count, position % count
+        return (*item_at(_permuted(offset, seed, epoch, count)), position)
+
+    start = first + (index - first) % workers
+    return tf.data.Dataset.range(start, _ENDLESS, workers).map(at)
+
+
+def _unchanged(source: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return source, label
+
+
 def file_stream(paths: list[str], labels: list[int], where: str) -> Stream:
     """Image files read on every pass; each epoch a uniform permutation of all of them."""
     path_array, label_array = tf.constant(np.asarray(paths, dtype=object)), tf.constant(np.asarray(labels, np.int64))
 
     def positions(seed: int, first: int, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
-        count, index = shard
-        count_here = len(paths)
-
-        def at(position):
-            epoch, offset = position // count_here, position % count_here
-            item = _permuted(offset, seed, epoch, count_here)
-            return path_array[item], label_array[item], position
-
-        # Worker `index` takes every count-th position, before anything is read.
-        start = first + (index - first) % count
-        return tf.data.Dataset.range(start, _ENDLESS, count).map(at)
+        return _uniform_positions(len(paths), lambda item: (path_array[item], label_array[item]), seed, first, shard)
 
     def in_order() -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices((path_array, label_array))
 
-    return Stream(positions, in_order, True, len(paths), SkippedFiles(where))
+    def read(source, label):
+        return tf.io.read_file(source), label
+
+    return Stream(positions, in_order, read, len(paths), SkippedFiles(where))
+
+
+def indexed_record_stream(
+    index: RecordIndex, parse: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]], where: str
+) -> Stream:
+    """TFRecord shards read record by record at the offsets `index` found: each epoch a
+    uniform permutation of all their records, whatever their order in the shards. A source
+    names its record, `shard@offset:length`, so that a skipped one can be found."""
+    files = tf.constant(np.asarray(index.files, dtype=object))
+    shards, offsets, lengths = (tf.constant(a) for a in (index.shards, index.offsets, index.lengths))
+
+    def source_of(item):
+        offset, length = tf.strings.as_string(offsets[item]), tf.strings.as_string(lengths[item])
+        return tf.strings.join([files[shards[item]], "@", offset, ":", length]), tf.constant(-1, tf.int64)
+
+    def positions(seed: int, first: int, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+        return _uniform_positions(index.count, source_of, seed, first, shard)
+
+    def in_order() -> tf.data.Dataset:
+        return tf.data.Dataset.range(index.count).map(source_of)
+
+    def read(source, label):
+        return parse(read_record(source))
+
+    return Stream(positions, in_order, read, index.count, SkippedFiles(where), labels_inside=True)
 
 
 def _numbered(records: tf.data.Dataset, first: int, shard: tuple[int, int]) -> tf.data.Dataset:
@@ -152,7 +204,7 @@ def record_stream(
     def in_order() -> tf.data.Dataset:
         return tf.data.TFRecordDataset(file_array).map(parse)
 
-    return Stream(positions, in_order, False, num_examples, SkippedFiles(where))
+    return Stream(positions, in_order, _unchanged, num_examples, SkippedFiles(where))
 
 
 def tfds_stream(builder, split: str, image_key: str, label_key: str | None, where: str) -> Stream:
@@ -179,7 +231,7 @@ def tfds_stream(builder, split: str, image_key: str, label_key: str | None, wher
     def in_order() -> tf.data.Dataset:
         return builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).map(labelled)
 
-    return Stream(positions, in_order, False, builder.info.splits[split].num_examples, SkippedFiles(where))
+    return Stream(positions, in_order, _unchanged, builder.info.splits[split].num_examples, SkippedFiles(where))
 
 
 def attempted(

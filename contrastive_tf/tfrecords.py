@@ -3,24 +3,34 @@
 The default keys are those of TensorFlow's ImageNet TFRecords (`build_imagenet_data.py` of
 tensorflow/models, used by its ResNet and TPU reference models): `image/encoded` holds the
 JPEG, `image/class/label` the class (1 to 1000 there, 0 unused). Shards are never decoded
-before training: the first shard is read to count its records (the total is estimated as
-that count times the number of shards, which is exact for shards of equal size, as the
-build script writes them) and to probe the images' channels and sizes.
+before training: the first shard is read to probe the images' channels and sizes, and every
+record's place is indexed (`record_index`), which gives the exact count and lets each epoch be
+a uniform permutation of all records. Unindexed (`order="shards"`, for buckets where reading
+every record's length costs a read of the data), the count is estimated as the first shard's
+times the number of shards, exact for shards of equal size as the build script writes them,
+and records are shuffled through a buffer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 
 import tensorflow as tf
 
 from contrastive_tf.errors import UsageError, reason
 from contrastive_tf.host_crops import decode_image
-from contrastive_tf.streams import Stream, record_stream
+from contrastive_tf.record_index import index_records
+from contrastive_tf.streams import Stream, indexed_record_stream, record_stream
 
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
+# How each epoch orders the records: a uniform permutation of all (indexed), or the shards in
+# a new order, interleaved, through a shuffle buffer (unindexed).
+RECORD_ORDERS = ("uniform", "shards")
 GLOB_CHARACTERS = "*?["
+_log = logging.getLogger(__name__)
 # Records of the first shard whose image sizes and channels are probed.
 _PROBED_RECORDS = 64
 
@@ -73,9 +83,12 @@ def _keys_of(record: bytes) -> list[str]:
     return sorted(tf.train.Example.FromString(record).features.feature)
 
 
-def read_shards(pattern: str, layout: RecordLayout) -> RecordSet:
-    """The shards `pattern` matches, probed: UsageError when a record lacks the layout's keys
-    (naming the keys it has) or holds no decodable image."""
+def read_shards(pattern: str, layout: RecordLayout, order: str = "uniform") -> RecordSet:
+    """The shards `pattern` matches, probed, and indexed unless `order` is "shards" (see
+    `RECORD_ORDERS`): UsageError when a record lacks the layout's keys (naming the keys it
+    has) or holds no decodable image."""
+    if order not in RECORD_ORDERS:
+        raise UsageError(f"record order {order!r} is not one of {', '.join(RECORD_ORDERS)}")
     files = shard_files(pattern)
     try:
         first = [record.numpy() for record in tf.data.TFRecordDataset(files[0])]
@@ -101,5 +114,22 @@ def read_shards(pattern: str, layout: RecordLayout) -> RecordSet:
     if not largest_side:
         raise UsageError(f"no image in the first records of {files[0]} can be decoded; check image_key")
     largest_label = max(int(layout.parse(record)[1]) for record in first)
-    stream = record_stream(files, layout.parse, len(first) * len(files), pattern)
+    if order == "shards":
+        stream = record_stream(files, layout.parse, len(first) * len(files), pattern)
+    else:
+        stream = _indexed(files, layout, pattern)
     return RecordSet(stream, channels, largest_side, largest_label)
+
+
+def _indexed(files: list[str], layout: RecordLayout, pattern: str) -> Stream:
+    """The stream of every record of `files` by its place; damaged shards' lost records
+    counted as skipped, each such shard once."""
+    started = time.monotonic()
+    index = index_records(files)
+    stream = indexed_record_stream(index, layout.parse, pattern)
+    for path, problem in index.damaged.items():
+        stream.skipped.record(path.encode(), problem)
+    if not index.count:
+        raise UsageError(f"no whole record in the shards of {pattern}; check the files")
+    _log.info("indexed %d records of %d shards in %.1f s", index.count, len(files), time.monotonic() - started)
+    return stream

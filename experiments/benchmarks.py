@@ -392,7 +392,12 @@ def _write_class_folders(jpegs: list[bytes], root: pathlib.Path) -> str:
     return str(root)
 
 
-HOST_CROP_SOURCES = {"tfrecords": _write_tfrecords, "folder": _write_class_folders}
+# Each source: how its files are written, and load_data's options for it.
+HOST_CROP_SOURCES = {
+    "tfrecords": (_write_tfrecords, {}),
+    "tfrecords_unindexed": (_write_tfrecords, {"record_order": "shards"}),
+    "folder": (_write_class_folders, {}),
+}
 
 
 def host_crops_throughput(
@@ -410,7 +415,8 @@ def host_crops_throughput(
     options.threading.max_intra_op_parallelism = 1
     for source in sources:
         with tempfile.TemporaryDirectory() as folder:
-            data = load_data(HOST_CROP_SOURCES[source](jpegs, pathlib.Path(folder)), image_size=image_size)
+            write, source_options = HOST_CROP_SOURCES[source]
+            data = load_data(write(jpegs, pathlib.Path(folder)), image_size=image_size, **source_options)
             if not data.host_crops:
                 raise ValueError(f"image_size {image_size} is not below the stand-ins' widths {IMAGENET_WIDTHS}")
             batches = pretraining_batches(data, batch_size, seed=0, epochs=None).with_options(options)

@@ -97,7 +97,7 @@ def test_the_imagenet_recipe_runs_an_epoch_from_class_folders(imagenet_like, tmp
 def test_the_imagenet_recipe_runs_an_epoch_from_tfrecord_shards(imagenet_like, tmp_path):
     records = imagenet_like / "records"
     result = _pretrain(tmp_path, f"--dataset={records / 'train-*'}", f"--test_split={records / 'validation-*'}")
-    assert "TFRecords" in result.stderr and "about 1600 images" in result.stderr
+    assert "indexed 1600 records of 4 shards" in result.stderr and ": 1600 images + 400 test" in result.stderr
     card = _card(tmp_path)
     assert card["epochs_trained"] == 1 and card["linear_probe_top1"] is not None
 
