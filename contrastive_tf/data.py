@@ -193,7 +193,7 @@ def load_data(
             raise UsageError(f"dataset path {dataset} does not exist; check the path or use a TFDS name")
         data = _load_npz(path, name=dataset) if path.is_file() else _load_folder(path, image_size)
     else:
-        data = _load_tfds(dataset, data_dir, image_size, train_split, test_split)
+        data = _load_tfds(dataset, data_dir, image_size, train_split, test_split, record_order)
     if image_size is not None and data.image_shape[:2] != (image_size, image_size):
         data = _resized(data, image_size)
     return data
@@ -676,10 +676,16 @@ def _default_splits(name: str, splits: list[str]) -> tuple[str, str | None, str 
 
 
 def _load_tfds(
-    name: str, data_dir: str | None, image_size: int | None, train_split: str | None, test_split: str | None
+    name: str,
+    data_dir: str | None,
+    image_size: int | None,
+    train_split: str | None,
+    test_split: str | None,
+    record_order: str = "uniform",
 ) -> ImageData:
     """Any TFDS builder's images and labels, found in its features. Sets of fixed-size images
-    that fit in memory are read as they are; others stream their encoded images."""
+    that fit in memory are read as they are; others stream their encoded images, in
+    `record_order`."""
     import tensorflow_datasets as tfds
 
     builder = _tfds_builder(name, data_dir)
@@ -692,8 +698,10 @@ def _load_tfds(
     if train_split or test_split:
         train, test, unlabelled = train_split or train, test_split or (test if test != train_split else None), None
     for split in (train, test):
-        if split is not None and split not in splits:
-            raise UsageError(f"{name} has no split {split!r}; its splits are {', '.join(splits)}")
+        # TFDS' split syntax: "train", "train[:10%]", "train+unlabelled".
+        unknown = [part for part in (split or "").split("+") if split and part.split("[")[0] not in splits]
+        if unknown:
+            raise UsageError(f"{name} has no split {unknown[0]!r}; its splits are {', '.join(splits)}")
     shape = tuple(features[image_key].shape)
     channels = shape[-1] or 3
     count = builder.info.splits[train].num_examples
@@ -730,7 +738,7 @@ def _load_tfds(
     def streamed(split_name: str | None) -> Split | None:
         if split_name is None:
             return None
-        stream = tfds_stream(builder, split_name, image_key, label_key, f"{name} ({split_name})")
+        stream = tfds_stream(builder, split_name, image_key, label_key, f"{name} ({split_name})", record_order)
         return streamed_split(stream, decode, image_shape)
 
     if unlabelled is not None:

@@ -78,10 +78,14 @@ def _index_shard(path: str) -> tuple[np.ndarray, np.ndarray, str | None]:
     return np.asarray(offsets, np.int64), np.asarray(lengths, np.int64), problem
 
 
-def index_records(files: list[str]) -> RecordIndex:
-    """The index of every record of `files`, the shards read in parallel."""
+def index_records(files: list[str], windows: list[tuple[int, int]] | None = None) -> RecordIndex:
+    """The index of every record of `files`, the shards read in parallel; with `windows`,
+    (skip, take) per file (take < 0: to the end), of those records only (a TFDS sub-split)."""
     with concurrent.futures.ThreadPoolExecutor(min(_INDEXING_THREADS, len(files))) as pool:
         shards = list(pool.map(_index_shard, files))
+    if windows is not None:
+        cut = [slice(skip, None if take < 0 else skip + take) for skip, take in windows]
+        shards = [(offsets[part], lengths[part], problem) for (offsets, lengths, problem), part in zip(shards, cut)]
     return RecordIndex(
         files=list(files),
         shards=np.concatenate([np.full(len(offsets), i, np.int32) for i, (offsets, _, _) in enumerate(shards)]),

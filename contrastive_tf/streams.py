@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf.record_index import RecordIndex, read_record
+from contrastive_tf.record_index import RecordIndex, index_records, read_record
 
 _log = logging.getLogger(__name__)
 _AUTOTUNE = tf.data.AUTOTUNE
@@ -148,7 +148,8 @@ def indexed_record_stream(
 ) -> Stream:
     """TFRecord shards read record by record at the offsets `index` found: each epoch a
     uniform permutation of all their records, whatever their order in the shards. A source
-    names its record, `shard@offset:length`, so that a skipped one can be found."""
+    names its record, `shard@offset:length`, so that a skipped one can be found; the shards
+    the index found damaged count as skipped from the start."""
     files = tf.constant(np.asarray(index.files, dtype=object))
     shards, offsets, lengths = (tf.constant(a) for a in (index.shards, index.offsets, index.lengths))
 
@@ -165,7 +166,10 @@ def indexed_record_stream(
     def read(source, label):
         return parse(read_record(source))
 
-    return Stream(positions, in_order, read, index.count, SkippedFiles(where), labels_inside=True)
+    skipped = SkippedFiles(where)
+    for path, problem in index.damaged.items():
+        skipped.record(path.encode(), problem)
+    return Stream(positions, in_order, read, index.count, skipped, labels_inside=True)
 
 
 def _numbered(records: tf.data.Dataset, first: int, shard: tuple[int, int]) -> tf.data.Dataset:
@@ -207,11 +211,15 @@ def record_stream(
     return Stream(positions, in_order, _unchanged, num_examples, SkippedFiles(where))
 
 
-def tfds_stream(builder, split: str, image_key: str, label_key: str | None, where: str) -> Stream:
-    """A TFDS split's encoded images (not decoded by TFDS: the crops decode them). Each epoch
+def tfds_stream(
+    builder, split: str, image_key: str, label_key: str | None, where: str, order: str = "uniform"
+) -> Stream:
+    """A TFDS split's encoded images (not decoded by TFDS: the crops decode them). A split in
+    TFRecord files (TFDS' default format) is indexed and read by place, unless `order` is
+    "shards": each epoch a uniform permutation (`indexed_record_stream`). Otherwise each epoch
     reads the split's files in a new order (TFDS' `shuffle_files`, reshuffled every
-    iteration), through a shuffle buffer; a resumed run reads, without decoding, the records
-    before its position."""
+    iteration), through a shuffle buffer, and a resumed run reads, without decoding, the
+    records before its position."""
     import tensorflow_datasets as tfds
 
     decoders = {image_key: tfds.decode.SkipDecoding()}
@@ -219,6 +227,18 @@ def tfds_stream(builder, split: str, image_key: str, label_key: str | None, wher
     def labelled(example):
         label = example[label_key] if label_key else tf.constant(-1, tf.int64)
         return example[image_key], tf.cast(label, tf.int64)
+
+    if order == "uniform" and builder.info.file_format == tfds.core.FileFormat.TFRECORD:
+        instructions = builder.info.splits[split].file_instructions
+        index = index_records(
+            [instruction.filename for instruction in instructions],
+            [(instruction.skip, instruction.take) for instruction in instructions],
+        )
+
+        def parse(record):
+            return labelled(builder.info.features.deserialize_example(record, decoders=decoders))
+
+        return indexed_record_stream(index, parse, where)
 
     def positions(seed: int, first: int, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
         count, index = shard

@@ -122,13 +122,10 @@ def read_shards(pattern: str, layout: RecordLayout, order: str = "uniform") -> R
 
 
 def _indexed(files: list[str], layout: RecordLayout, pattern: str) -> Stream:
-    """The stream of every record of `files` by its place; damaged shards' lost records
-    counted as skipped, each such shard once."""
+    """The stream of every record of `files` by its place."""
     started = time.monotonic()
     index = index_records(files)
     stream = indexed_record_stream(index, layout.parse, pattern)
-    for path, problem in index.damaged.items():
-        stream.skipped.record(path.encode(), problem)
     if not index.count:
         raise UsageError(f"no whole record in the shards of {pattern}; check the files")
     _log.info("indexed %d records of %d shards in %.1f s", index.count, len(files), time.monotonic() - started)

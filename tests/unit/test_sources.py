@@ -11,6 +11,7 @@ import tensorflow as tf
 import tiny_tfds
 from contrastive_tf.data import _default_splits, load_data, pretraining_batches
 from contrastive_tf.errors import UsageError
+from contrastive_tf.evaluation import split_labels
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,20 @@ def test_tfds_photos_stream_and_crop_each_view_from_the_original(tfds_dir):
     assert len(images) == 9 and images[0].shape == (24, 24, 3)
     views, labels = next(iter(pretraining_batches(data, batch_size=8, seed=0)))
     assert views.shape == (8, 2, 24, 24, 3) and labels.shape == (8,)
+
+
+def test_a_streamed_tfds_split_is_indexed_and_each_epoch_a_uniform_permutation(tfds_dir):
+    import tensorflow_datasets as tfds
+
+    data = load_data("tiny_images/photos", data_dir=tfds_dir, image_size=24, train_split="train[4:20]")
+    stream = data.train.stream
+    assert stream.labels_inside and data.train.num_examples == 16
+    expected = tfds.builder("tiny_images/photos", data_dir=tfds_dir).as_dataset(split="train[4:20]")
+    assert list(split_labels(data.train)) == [int(example["kind"]) for example in expected]
+    sources = [source for source, _, _ in stream.positions(0, 0, (1, 0)).take(32).as_numpy_iterator()]
+    assert sorted(sources[:16]) == sorted(sources[16:]) and sources[:16] != sources[16:] and len(set(sources)) == 16
+    unindexed = load_data("tiny_images/photos", data_dir=tfds_dir, image_size=24, record_order="shards")
+    assert not unindexed.train.stream.labels_inside and unindexed.train.num_examples == 24
 
 
 def _jpeg(rng, height, width) -> bytes:
