@@ -13,10 +13,14 @@ on, so the data order is the one an uninterrupted run sees.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
+import pathlib
+from collections.abc import Iterator
 
 import h5py
 import keras
@@ -34,15 +38,25 @@ def _step_of(path: storage.Location) -> int:
     return int(storage.basename(path)[len("step-") : -len(_SUFFIX)])
 
 
-def _readable(path: storage.Location) -> str | None:
-    """None if `path` is a complete weights file, else why not (a truncated or damaged file
-    fails to open as HDF5)."""
+def _readable(local: pathlib.Path) -> str | None:
+    """None if the local file `local` is a complete weights file, else why not (a truncated
+    or damaged file fails to open as HDF5)."""
     try:
-        with storage.local_copy(path) as local, h5py.File(local, "r") as file:
+        with h5py.File(local, "r") as file:
             file.visit(lambda name: None)
         return None
     except (OSError, RuntimeError, KeyError) as error:
         return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A complete checkpoint: its step, where it is, and a local file holding it (itself,
+    or a copy of a remote one, made once)."""
+
+    step: int
+    path: storage.Location
+    local: pathlib.Path
 
 
 def _candidates(directory: storage.Location) -> list[dict]:
@@ -66,21 +80,33 @@ def _weights_files(directory: storage.Location) -> list[storage.Location]:
     return storage.glob(storage.join(directory, f"step-*{_SUFFIX}")) if storage.isdir(directory) else []
 
 
-def _newest(directory: str | os.PathLike) -> dict | None:
-    """The newest complete checkpoint, falling back past damaged ones and saying so;
-    UsageError naming the files when there are checkpoints and none is usable."""
+@contextlib.contextmanager
+def newest_checkpoint(directory: str | os.PathLike) -> Iterator[Checkpoint | None]:
+    """The newest complete checkpoint in `directory` (None when there is none), falling back
+    past damaged ones and saying so; UsageError naming the files when there are checkpoints
+    and none is usable. A remote one is copied once, for checking and loading, and the copy
+    removed on leaving."""
     directory = storage.location(directory)
     damaged = []
     for entry in _candidates(directory):
         path = storage.join(directory, entry["weights"])
-        reason = "missing" if not storage.exists(path) else _readable(path)
-        if reason is None:
-            if damaged:
-                logger.warning(
-                    "checkpoint %s is damaged (%s); resuming from the previous one, %s (step %d)",
-                    damaged[0][0], damaged[0][1], entry["weights"], entry["step"],
-                )  # fmt: skip
-            return entry
+        if not storage.exists(path):
+            damaged.append((path, "missing"))
+            continue
+        with contextlib.ExitStack() as copy:
+            try:
+                local = copy.enter_context(storage.local_copy(path))
+                reason = _readable(local)
+            except OSError as error:
+                reason = str(error)
+            if reason is None:
+                if damaged:
+                    logger.warning(
+                        "checkpoint %s is damaged (%s); resuming from the previous one, %s (step %d)",
+                        damaged[0][0], damaged[0][1], entry["weights"], entry["step"],
+                    )  # fmt: skip
+                yield Checkpoint(entry["step"], path, local)
+                return
         damaged.append((path, reason))
     if damaged:
         files = ", ".join(f"{storage.basename(path)} ({reason})" for path, reason in damaged)
@@ -88,38 +114,40 @@ def _newest(directory: str | os.PathLike) -> dict | None:
             f"no usable checkpoint in {directory}: {files}; restore the folder from a backup, or move it "
             "away to start over"
         )
-    return None
+    yield None
 
 
 def latest_step(directory: str | os.PathLike) -> int:
     """The training step of the newest complete checkpoint in `directory`, 0 when there is none."""
-    entry = _newest(directory)
-    return entry["step"] if entry else 0
+    with newest_checkpoint(directory) as newest:
+        return newest.step if newest else 0
 
 
 def restore(model: keras.Model, directory: str | os.PathLike) -> int:
     """Loads the newest complete checkpoint into `model` (built and compiled) and returns
-    its step. UsageError when the checkpoint holds another model's weights or cannot be read."""
-    entry = _newest(directory)
-    if entry is None:
-        return 0
+    its step, 0 when there is none (see `load`)."""
+    with newest_checkpoint(directory) as newest:
+        return load(model, newest) if newest else 0
+
+
+def load(model: keras.Model, checkpoint: Checkpoint) -> int:
+    """Loads `checkpoint` into `model` (built and compiled) and returns its step. UsageError
+    when the checkpoint holds another model's weights or cannot be read."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    path = storage.join(directory, entry["weights"])
     try:
-        with storage.local_copy(path) as local:
-            model.load_weights(local)
+        model.load_weights(checkpoint.local)
     except OSError as error:
         raise UsageError(
-            f"checkpoint {path} cannot be read ({str(error).splitlines()[0]}); restore it from a backup, or "
-            "delete it to resume from the one before"
+            f"checkpoint {checkpoint.path} cannot be read ({str(error).splitlines()[0]}); restore it from a "
+            "backup, or delete it to resume from the one before"
         ) from error
     except ValueError as error:
         raise UsageError(
-            f"the checkpoint in {directory} was made by another model ({str(error).splitlines()[0]}); "
-            "use a new model_dir, or the method, encoder and width that made it"
+            f"the checkpoint in {storage.parent(checkpoint.path)} was made by another model "
+            f"({str(error).splitlines()[0]}); use a new model_dir, or the method, encoder and width that made it"
         ) from error
-    return entry["step"]
+    return checkpoint.step
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):

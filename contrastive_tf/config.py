@@ -95,10 +95,10 @@ class PretrainConfig:
     )
     record_order: str = setting(
         "uniform",
-        "How TFRecord shards are read: uniform (each record's place indexed first, one read of every record's "
-        "length: each epoch a uniform permutation of all records, the count exact) or shards (no index: shards in a "
-        "new order each epoch, interleaved, through a 10,000-record shuffle buffer; for buckets where indexing "
-        "costs a read of the data).",
+        "How TFRecord shards and streamed TFDS splits are read: uniform (each record's place indexed first, one "
+        "read of every record's length: each epoch a uniform permutation of all records, the count exact) or "
+        "shards (no index: shards in a new order each epoch, interleaved, through a 10,000-record shuffle buffer; "
+        "for buckets where indexing costs a read of the data).",
         "data",
         choices=RECORD_ORDERS,
     )

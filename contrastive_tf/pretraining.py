@@ -16,7 +16,7 @@ import tensorflow as tf
 from contrastive_tf import distribute, storage
 from contrastive_tf import run_folder as files
 from contrastive_tf.augmentation import SimCLRAugment
-from contrastive_tf.checkpoints import TrainingCheckpoint, latest_step, restore
+from contrastive_tf.checkpoints import TrainingCheckpoint, load, newest_checkpoint
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.data import ImageData, load_data, pretraining_batches, sample_views
 from contrastive_tf.encoders import build_encoder, default_encoder
@@ -214,10 +214,10 @@ def _fit(run: Run, model: ContrastiveModel) -> dict[str, list[float]]:
     config, model_dir = run.config, run.model_dir
     storage.makedirs(model_dir)
     checkpoint_dir = storage.join(model_dir, files.CHECKPOINTS_DIR)
-    with run.strategy.scope():
+    with run.strategy.scope(), newest_checkpoint(checkpoint_dir) as newest:
         # All workers restore or none do: loading creates variables, each a collective.
-        step = distribute.agree_across_workers(run.strategy, latest_step(checkpoint_dir), "checkpoints")
-        step = restore(model, checkpoint_dir) if step else 0
+        step = distribute.agree_across_workers(run.strategy, newest.step if newest else 0, "checkpoints")
+        step = load(model, newest) if step else 0
     if config.verbose != 0:
         resuming = f", resuming from the checkpoint at step {step}" if step else ""
         print(f"training {model.encoder.name} in {run.precision}, XLA {'on' if run.jit_compile else 'off'}{resuming}")

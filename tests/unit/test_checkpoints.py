@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contrastive_tf import storage
 from contrastive_tf.augmentation import SimCLRAugment
-from contrastive_tf.checkpoints import INDEX, TrainingCheckpoint, latest_step, restore
+from contrastive_tf.checkpoints import INDEX, TrainingCheckpoint, latest_step, load, newest_checkpoint, restore
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.heads import ProjectionHead
@@ -128,3 +129,22 @@ def test_no_usable_checkpoint_is_one_line_naming_the_files(tmp_path):
         path.write_bytes(b"not hdf5")
     with pytest.raises(UsageError, match=r"no usable checkpoint in .*step-4.weights.h5 \(.*step-2.weights.h5"):
         latest_step(tmp_path)
+
+
+def test_a_checkpoint_on_another_filesystem_is_copied_once_to_check_and_load(monkeypatch):
+    model = _model()
+    model.fit(IMAGES, batch_size=8, epochs=1, callbacks=[TrainingCheckpoint("ram://run/checkpoints", 2)], verbose=0)
+    copies = []
+    local_copy = storage.local_copy
+
+    def counted(path):
+        copies.append(str(path))
+        return local_copy(path)
+
+    monkeypatch.setattr(storage, "local_copy", counted)
+    restored = _model()
+    with newest_checkpoint("ram://run/checkpoints") as newest:
+        assert newest.step == 2 and load(restored, newest) == 2
+    assert copies == ["ram://run/checkpoints/step-2.weights.h5"] and not newest.local.exists()
+    for expected, actual in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(actual, expected)
