@@ -21,6 +21,7 @@ from keras import layers, ops
 
 from contrastive_tf import storage
 from contrastive_tf.backbones import APPLICATIONS, application, from_factory, is_factory_path, no_width
+from contrastive_tf.batch_norm import BatchNormalization
 from contrastive_tf.data import DIGIT_MAX_SIZE, is_small
 from contrastive_tf.errors import UsageError, reason
 from contrastive_tf.vit import VITS, vision_transformer
@@ -49,7 +50,7 @@ SK_MIN_HIDDEN = 32
 
 
 def _batch_norm(x, zero_init: bool = False):
-    return layers.BatchNormalization(
+    return BatchNormalization(
         synchronized=True,
         momentum=0.9,
         epsilon=1e-5,

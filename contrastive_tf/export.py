@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contrastive_tf import storage
+from contrastive_tf import batch_norm, storage
 from contrastive_tf.data import to_unit_range
 from contrastive_tf.errors import UsageError
 from contrastive_tf.run_folder import ENCODER_FILE, METADATA_FILE, TFLITE_FILE
@@ -60,10 +60,13 @@ def non_keras_operations(encoder: keras.Model) -> list[str]:
     """The classes in `encoder` (itself, its layers and operations, nested models' too) that
     are not Keras' own, by name; a Lambda counts, since Keras' safe mode refuses its code.
     Plain Keras loads the encoder's `.keras` file without this package when there are none,
-    as for every encoder of `encoders`."""
+    as for every encoder of `encoders` (whose fused batch norm is saved as Keras' own)."""
     found = {encoder, *_operations(encoder)}
     foreign = (
-        op for op in found if isinstance(op, keras.layers.Lambda) or not type(op).__module__.startswith("keras.")
+        op
+        for op in found
+        if isinstance(op, keras.layers.Lambda)
+        or not (type(op).__module__.startswith("keras.") or isinstance(op, batch_norm.BatchNormalization))
     )
     return sorted({type(op).__name__ for op in foreign})
 
@@ -134,7 +137,7 @@ def export_encoder(
     try:
         _write_saved_model(encoder, staged, spec)
         if not foreign:
-            (_any_size_copy(encoder, channels) if any_size else encoder).save(staged / ENCODER_FILE)
+            _keras_copy(encoder, channels if any_size else None).save(staged / ENCODER_FILE)
         if tflite:
             card["tflite"] = _write_tflite(encoder, staged, spec, image_shape, sample_images)
         (staged / METADATA_FILE).write_text(json.dumps(card, indent=2, default=str))
@@ -219,9 +222,14 @@ def _convert_to_tflite(saved_model: pathlib.Path) -> bytes:
     return tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve_float"]).convert()
 
 
-def _any_size_copy(encoder: keras.Model, channels: int) -> keras.Model:
-    """`encoder` with the same weights, taking images of any height and width."""
-    copy = keras.models.clone_model(encoder, input_tensors=keras.Input((None, None, channels), name="images"))
+def _keras_copy(encoder: keras.Model, any_size_channels: int | None) -> keras.Model:
+    """`encoder` with the same weights and Keras' own batch norm (see
+    `batch_norm.as_keras_layers`), taking images of any height and width when
+    `any_size_channels` is given."""
+    images = keras.Input((None, None, any_size_channels), name="images") if any_size_channels else None
+    copy = keras.models.clone_model(
+        encoder, input_tensors=images, clone_function=batch_norm.as_keras_layers, recursive=True
+    )
     copy.set_weights(encoder.get_weights())
     return copy
 

@@ -139,7 +139,9 @@ def cpu_flags() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    ours = {row["precision"].removeprefix("mixed_"): row["images_per_second"] for row in rows if row["side"] != "lightly"}
+    ours = {
+        row["precision"].removeprefix("mixed_"): row["images_per_second"] for row in rows if row["side"] != "lightly"
+    }
     lines = [
         f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores",
         "| side | row | precision | images/s | ours / it |",
