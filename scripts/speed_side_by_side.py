@@ -1,25 +1,29 @@
-"""The training step of `configs/cpu_cifar10.flags` beside the same model in lightly and
-PyTorch, on this machine, one after the other, as images per second.
+"""The training step of a CPU recipe beside the same model in lightly and PyTorch, on this
+machine, one after the other, as images per second.
 
-The shape: SimCLR on ResNet-18 with the CIFAR stem at width 0.25 (h of 128), batch 128,
-a 2-layer projection head, NT-Xent at temperature 0.5, Adam. lightly's rows use its
-`ResNetGenerator("resnet-18", width=0.25)`, `SimCLRProjectionHead` and `NTXentLoss`:
+`--shape=cifar10` (`configs/cpu_cifar10.flags`): SimCLR on ResNet-18 with the CIFAR stem at
+width 0.25 (h of 128), batch 128, a 2-layer projection head, NT-Xent at temperature 0.5,
+Adam; lightly's `ResNetGenerator("resnet-18", width=0.25)`, `SimCLRProjectionHead` and
+`NTXentLoss`. `--shape=mnist` (`configs/cpu_mnist.flags`): the same with the small CNN
+(3x3 conv, batch norm and ReLU of 32, 64, 128 and 256 channels, strides 1, 2, 2, 2, h
+averaged over a 2x2 grid: 1024-d) on 28-px digits, written here in PyTorch. lightly's rows:
 
 - fixed tensors: the step alone on two random batches of views (no data, no augmentation),
   in float32 and under bfloat16 autocast;
-- end to end: CIFAR-10's JPEG folder through `torchvision.datasets.ImageFolder`, lightly's
-  `SimCLRTransform` (colour strength 0.5, crops 8-100%, no blur) and a `DataLoader` with
-  `--workers` processes, in float32 and bfloat16.
+- end to end (cifar10 only): CIFAR-10's JPEG folder through `torchvision.datasets.ImageFolder`,
+  lightly's `SimCLRTransform` (colour strength 0.5, crops 8-100%, no blur) and a
+  `DataLoader` with `--workers` processes, in float32 and bfloat16.
 
-Ours: `python -m experiments.benchmark --configs=configs/cpu_cifar10.flags` at float32 and at
+Ours: `python -m experiments.benchmark --configs=configs/cpu_<shape>.flags` at float32 and at
 `auto` (bfloat16 where the CPU computes it), which is the recipe's own step: images decoded
 once and held in memory, both views augmented inside the step. lightly and PyTorch live in a
 separate virtual environment used only here (`pip install torch torchvision lightly`):
 
     python scripts/speed_side_by_side.py run --data=DIR --peer_python=/path/to/peer/bin/python
+    python scripts/speed_side_by_side.py run --shape=mnist --data=mnist.npz --peer_python=...
 
 DIR holds CIFAR-10's train/ class folders (the shared JPEG copy, unpacked). `run` times
-lightly's four rows under the peer's Python, then ours, and prints one table with each row's
+lightly's rows under the peer's Python, then ours, and prints one table with each row's
 ratio to ours; `lightly` and `ours` time one side and print JSON.
 """
 
@@ -34,14 +38,17 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPE = os.path.join(REPO, "configs", "cpu_cifar10.flags")
-BATCH_SIZE, WIDTH, TEMPERATURE, LEARNING_RATE = 128, 0.25, 0.5, 4e-3
-# Our head's widths at this shape (ProjectionHead: hidden as wide as h, output 128).
-HIDDEN_DIM, OUTPUT_DIM = 128, 128
+BATCH_SIZE, WIDTH, TEMPERATURE, LEARNING_RATE, OUTPUT_DIM = 128, 0.25, 0.5, 4e-3, 128
+# Each shape: its recipe file, its images (channels, side) and h's width (our projection
+# head's hidden layer is as wide, its output 128).
+SHAPES = {
+    "cifar10": {"recipe": "cpu_cifar10.flags", "images": (3, 32), "h": int(512 * WIDTH)},
+    "mnist": {"recipe": "cpu_mnist.flags", "images": (1, 28), "h": 256 * 2 * 2},
+}
 
 
-def lightly_rows(data: str, steps: int, warmup: int, workers: int) -> list[dict]:
-    """lightly's four rows (runs under the peer environment)."""
+def lightly_rows(shape: str, data: str, steps: int, warmup: int, workers: int) -> list[dict]:
+    """lightly's rows (runs under the peer environment)."""
     import torch
     import torch.nn as nn
     import torchvision
@@ -52,13 +59,25 @@ def lightly_rows(data: str, steps: int, warmup: int, workers: int) -> list[dict]
 
     torch.manual_seed(0)
 
+    channels, side = SHAPES[shape]["images"]
+    features = SHAPES[shape]["h"]
+
+    def small_cnn():
+        layers, previous = [], channels
+        for count, stride in ((32, 1), (64, 2), (128, 2), (256, 2)):
+            layers += [nn.Conv2d(previous, count, 3, stride, 1, bias=False), nn.BatchNorm2d(count), nn.ReLU()]
+            previous = count
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2))
+
     class SimCLR(nn.Module):
         def __init__(self):
             super().__init__()
-            resnet = ResNetGenerator("resnet-18", width=WIDTH)
-            self.backbone = nn.Sequential(*list(resnet.children())[:-1], nn.AdaptiveAvgPool2d(1))
-            features = int(512 * WIDTH)
-            self.projection_head = SimCLRProjectionHead(features, HIDDEN_DIM, OUTPUT_DIM)
+            if shape == "mnist":
+                self.backbone = small_cnn()
+            else:
+                resnet = ResNetGenerator("resnet-18", width=WIDTH)
+                self.backbone = nn.Sequential(*list(resnet.children())[:-1], nn.AdaptiveAvgPool2d(1))
+            self.projection_head = SimCLRProjectionHead(features, features, OUTPUT_DIM)
 
         def forward(self, x):
             return self.projection_head(self.backbone(x).flatten(start_dim=1))
@@ -81,7 +100,7 @@ def lightly_rows(data: str, steps: int, warmup: int, workers: int) -> list[dict]
         return steps * BATCH_SIZE / (time.perf_counter() - start)
 
     def fixed():
-        x0, x1 = torch.rand(BATCH_SIZE, 3, 32, 32), torch.rand(BATCH_SIZE, 3, 32, 32)
+        x0, x1 = torch.rand(BATCH_SIZE, channels, side, side), torch.rand(BATCH_SIZE, channels, side, side)
         while True:
             yield x0, x1
 
@@ -96,7 +115,10 @@ def lightly_rows(data: str, steps: int, warmup: int, workers: int) -> list[dict]
                 yield views[0], views[1]
 
     rows = []
-    for name, batches in (("fixed tensors", fixed), ("end to end", from_folder)):
+    sources = (
+        (("fixed tensors", fixed), ("end to end", from_folder)) if shape == "cifar10" else (("fixed tensors", fixed),)
+    )
+    for name, batches in sources:
         for precision, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
             rate = timed(batches(), dtype)
             rows.append({"side": "lightly", "row": name, "precision": precision, "images_per_second": rate})
@@ -104,14 +126,15 @@ def lightly_rows(data: str, steps: int, warmup: int, workers: int) -> list[dict]
     return rows
 
 
-def our_rows(data: str, steps: int) -> list[dict]:
+def our_rows(shape: str, data: str, steps: int) -> list[dict]:
     """Our recipe step at float32 and auto, through experiments.benchmark."""
+    recipe = os.path.join(REPO, "configs", SHAPES[shape]["recipe"])
     rows = []
     for precision in ("float32", "auto"):
         with tempfile.TemporaryDirectory() as folder:
             output = os.path.join(folder, "rows.json")
             command = [
-                sys.executable, "-m", "experiments.benchmark", f"--configs={RECIPE}", f"--override=--dataset={data}",
+                sys.executable, "-m", "experiments.benchmark", f"--configs={recipe}", f"--override=--dataset={data}",
                 f"--override=--precision={precision}", f"--steps={steps}", f"--json={output}",
             ]  # fmt: skip
             subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
@@ -159,21 +182,24 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("run", "lightly", "ours"))
-    parser.add_argument("--data", required=True, help="CIFAR-10 as class folders (DIR/train/CLASS/*.jpg)")
+    parser.add_argument("--shape", choices=tuple(SHAPES), default="cifar10", help="the recipe whose step is timed")
+    parser.add_argument(
+        "--data", required=True, help="cifar10: class folders (DIR/train/CLASS/*.jpg); mnist: the .npz (ours only)"
+    )
     parser.add_argument("--peer_python", default="python", help="the Python of the environment with lightly")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row, after the warm-up")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader processes of lightly's end-to-end rows")
     args = parser.parse_args()
     if args.command == "lightly":
-        print(json.dumps(lightly_rows(args.data, args.steps, args.warmup, args.workers)))
+        print(json.dumps(lightly_rows(args.shape, args.data, args.steps, args.warmup, args.workers)))
     elif args.command == "ours":
-        print(json.dumps(our_rows(args.data, args.steps)))
+        print(json.dumps(our_rows(args.shape, args.data, args.steps)))
     else:
-        peer = [args.peer_python, os.path.abspath(__file__), "lightly", f"--data={args.data}"]
+        peer = [args.peer_python, os.path.abspath(__file__), "lightly", f"--shape={args.shape}", f"--data={args.data}"]
         peer += [f"--steps={args.steps}", f"--warmup={args.warmup}", f"--workers={args.workers}"]
         rows = json.loads(subprocess.run(peer, check=True, capture_output=True, text=True).stdout)
-        print(table(rows + our_rows(args.data, args.steps)))
+        print(table(rows + our_rows(args.shape, args.data, args.steps)))
 
 
 if __name__ == "__main__":
