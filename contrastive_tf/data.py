@@ -697,9 +697,9 @@ def _load_tfds(
     train, test, unlabelled = _default_splits(name, splits)
     if train_split or test_split:
         train, test, unlabelled = train_split or train, test_split or (test if test != train_split else None), None
-    for split in (train, test):
+    for split in (split for split in (train, test) if split is not None):
         # TFDS' split syntax: "train", "train[:10%]", "train+unlabelled".
-        unknown = [part for part in (split or "").split("+") if split and part.split("[")[0] not in splits]
+        unknown = [part for part in split.split("+") if part.split("[")[0] not in splits]
         if unknown:
             raise UsageError(f"{name} has no split {unknown[0]!r}; its splits are {', '.join(splits)}")
     shape = tuple(features[image_key].shape)
@@ -769,8 +769,9 @@ def _load_tfrecords(
     host_crops = train.largest_side > image_size
     image_shape = (image_size, image_size, train.channels)
     decode = evaluation_decoder(host_crops, image_shape)
-    test = read_shards(test_pattern, layout, record_order).stream if test_pattern else None
-    test = streamed_split(test, decode, image_shape) if test else None
+    test = None
+    if test_pattern:
+        test = streamed_split(read_shards(test_pattern, layout, record_order).stream, decode, image_shape)
     classes = num_classes or (train.largest_label + 1 if layout.label_key else 0)
     inferred = " (the first shard's largest label + 1; set num_classes if shards hold classes in order)"
     estimated = " (about: the first shard's count times the shards)" if record_order == "shards" else ""

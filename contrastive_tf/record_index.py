@@ -14,9 +14,11 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import logging
 import os
 import struct
 import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +26,7 @@ import tensorflow as tf
 from contrastive_tf import storage
 from contrastive_tf.errors import reason
 
+_log = logging.getLogger(__name__)
 _LENGTH_BYTES, _CHECKSUM_BYTES = 8, 4
 _INDEXING_THREADS = 16
 # Remote shards kept open per reading thread.
@@ -46,10 +49,9 @@ class RecordIndex:
         return len(self.offsets)
 
 
-def _open(path: str, buffered: bool = False):
-    if storage.is_remote(path):
-        return tf.io.gfile.GFile(path, "rb")
-    return open(path, "rb", buffering=-1 if buffered else 0)
+def _open_for_index(path: str):
+    """`path` for reading lengths here and there: unbuffered when local (one page a record)."""
+    return tf.io.gfile.GFile(path, "rb") if storage.is_remote(path) else open(path, "rb", buffering=0)
 
 
 def _index_shard(path: str) -> tuple[np.ndarray, np.ndarray, str | None]:
@@ -57,7 +59,7 @@ def _index_shard(path: str) -> tuple[np.ndarray, np.ndarray, str | None]:
     or ends inside a record, the records before that and the problem."""
     offsets, lengths = [], []
     try:
-        with _open(path) as shard:
+        with _open_for_index(path) as shard:
             size, position = tf.io.gfile.stat(path).length, 0
             while position < size:
                 shard.seek(position)
@@ -80,19 +82,23 @@ def _index_shard(path: str) -> tuple[np.ndarray, np.ndarray, str | None]:
 
 def index_records(files: list[str], windows: list[tuple[int, int]] | None = None) -> RecordIndex:
     """The index of every record of `files`, the shards read in parallel; with `windows`,
-    (skip, take) per file (take < 0: to the end), of those records only (a TFDS sub-split)."""
+    (skip, take) per file (take < 0: to the end), of those records only (a TFDS sub-split).
+    Logs how long it took."""
+    started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(min(_INDEXING_THREADS, len(files))) as pool:
         shards = list(pool.map(_index_shard, files))
     if windows is not None:
         cut = [slice(skip, None if take < 0 else skip + take) for skip, take in windows]
         shards = [(offsets[part], lengths[part], problem) for (offsets, lengths, problem), part in zip(shards, cut)]
-    return RecordIndex(
+    index = RecordIndex(
         files=list(files),
         shards=np.concatenate([np.full(len(offsets), i, np.int32) for i, (offsets, _, _) in enumerate(shards)]),
         offsets=np.concatenate([offsets for offsets, _, _ in shards]),
         lengths=np.concatenate([lengths for _, lengths, _ in shards]),
         damaged={path: problem for path, (_, _, problem) in zip(files, shards, strict=True) if problem},
     )
+    _log.info("indexed %d records of %d shards in %.1f s", index.count, len(files), time.monotonic() - started)
+    return index
 
 
 class _RemoteShards(threading.local):
@@ -102,7 +108,7 @@ class _RemoteShards(threading.local):
         self.open: collections.OrderedDict = collections.OrderedDict()
 
     def read(self, path: str, offset: int, length: int) -> bytes:
-        shard = self.open.pop(path, None) or _open(path, buffered=True)
+        shard = self.open.pop(path, None) or tf.io.gfile.GFile(path, "rb")
         self.open[path] = shard
         while len(self.open) > _OPEN_PER_THREAD:
             self.open.popitem(last=False)[1].close()

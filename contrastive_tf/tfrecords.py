@@ -14,8 +14,6 @@ and records are shuffled through a buffer.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import time
 
 import tensorflow as tf
 
@@ -30,7 +28,6 @@ LABEL_KEY = "image/class/label"
 # a new order, interleaved, through a shuffle buffer (unindexed).
 RECORD_ORDERS = ("uniform", "shards")
 GLOB_CHARACTERS = "*?["
-_log = logging.getLogger(__name__)
 # Records of the first shard whose image sizes and channels are probed.
 _PROBED_RECORDS = 64
 
@@ -123,10 +120,7 @@ def read_shards(pattern: str, layout: RecordLayout, order: str = "uniform") -> R
 
 def _indexed(files: list[str], layout: RecordLayout, pattern: str) -> Stream:
     """The stream of every record of `files` by its place."""
-    started = time.monotonic()
     index = index_records(files)
-    stream = indexed_record_stream(index, layout.parse, pattern)
     if not index.count:
         raise UsageError(f"no whole record in the shards of {pattern}; check the files")
-    _log.info("indexed %d records of %d shards in %.1f s", index.count, len(files), time.monotonic() - started)
-    return stream
+    return indexed_record_stream(index, layout.parse, pattern)
