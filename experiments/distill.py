@@ -18,7 +18,7 @@ from absl import flags
 
 from contrastive_tf import storage
 from contrastive_tf.distillation import Distiller
-from contrastive_tf.encoders import ENCODERS, build_encoder
+from contrastive_tf.encoders import ENCODERS, build_encoder, is_encoder_name, unknown_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.evaluation import extract_features, labelled_data
 from contrastive_tf.finetuning import Classifier, labelled_batches, light_augmentation, predict_scores
@@ -37,15 +37,18 @@ def define_flags(flag_values: flags.FlagValues) -> None:
         "The teacher: a finetune --output_dir, or its classifier.keras.",
         flag_values=flag_values,
     )
-    flags.DEFINE_enum(
+    flags.DEFINE_string(
         "student_encoder",
         "same",
-        ("same", *ENCODERS),
-        "The student's encoder; same: the teacher's architecture.",
+        f"The student's encoder: same (the teacher's architecture), {', '.join(ENCODERS)}, an image model of "
+        "keras.applications by its name, or module.path:function (as pretrain's --encoder).",
         flag_values=flag_values,
     )
     flags.DEFINE_float(
-        "student_width", 1.0, "Width multiplier of a --student_encoder other than 'same'.", flag_values=flag_values
+        "student_width",
+        1.0,
+        "Width multiplier (the MobileNets' alpha) of a --student_encoder other than 'same'.",
+        flag_values=flag_values,
     )
     flags.DEFINE_float(
         "temperature",
@@ -76,6 +79,8 @@ def load_teacher(path: str) -> tuple[Classifier, dict]:
 
 
 def main(argv: list[str]) -> None:
+    if FLAGS.student_encoder != "same" and not is_encoder_name(FLAGS.student_encoder):
+        raise UsageError(unknown_encoder(FLAGS.student_encoder))
     teacher, teacher_results = load_teacher(FLAGS.teacher_path)
     image_shape = tuple(teacher.encoder.input_shape[1:])
     data = labelled_data(FLAGS.dataset, FLAGS.data_dir, image_shape, **eval_common.source_options())

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from contrastive_tf.encoders import ENCODERS
 from contrastive_tf.evaluation import stratified_indices
 
 
@@ -84,6 +85,14 @@ def test_finetune_from_scratch_and_distill(pretrained_run, mnist_subset, tmp_pat
     )
     assert results["num_train"] == 4000 and results["encoder"] == "small_cnn_w0.25" and results["top1_accuracy"] > 0.2
 
+    # Any encoder pretrain takes, here a user's factory, can be the student.
+    by_hand = _run(
+        "distill", f"--teacher_path={tmp_path / 'tuned'}", f"--dataset={mnist_subset}", "--epochs=1",
+        "--student_encoder=tests.tiny_backbones:build", f"--output_dir={tmp_path / 'by_hand'}",
+    )  # fmt: skip
+    assert by_hand.returncode == 0, by_hand.stderr[-3000:]
+    assert _results(tmp_path / "by_hand", "distill")["encoder"] == "tiny_backbone"
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
@@ -93,6 +102,12 @@ def test_finetune_from_scratch_and_distill(pretrained_run, mnist_subset, tmp_pat
         ("finetune", ["--encoder_path={export}"], "fine-tuning needs the whole trainable model"),
         ("knn_eval", ["--encoder_path={run}", "--label_fraction=0"], "label_fraction must be in (0, 1]"),
         ("distill", ["--teacher_path=/no/such/run"], "no teacher at /no/such/run"),
+        (
+            "distill",
+            ["--student_encoder=MobileNetV3small"],
+            "unknown encoder 'MobileNetV3small' (close: MobileNetV3Small, MobileNetV3Large, MobileNetV2); choose auto, "
+            f"{', '.join(ENCODERS)}, an image model of keras.applications by its name, or module.path:function",
+        ),
     ],
 )
 def test_bad_evaluation_input_is_one_line_and_exit_2(pretrained_run, mnist_subset, entry_point, flags, message):
