@@ -146,8 +146,22 @@ def synchronize_batch_norm(model: keras.Model) -> keras.Model:
     that under a distribution strategy their statistics cover the global batch, as the
     encoders of `contrastive_tf.encoders` are built. The layer reads the setting at each
     call and saves it in its config, so copies made from the config keep it. Returns `model`."""
-    # Keras' own walk over nested layers: no public one reaches a custom layer's sublayers.
-    for layer in model._flatten_layers():
-        if isinstance(layer, layers.BatchNormalization):
-            layer.synchronized = True
+    for layer in batch_norm_layers(model):
+        layer.synchronized = True
     return model
+
+
+def synchronize_like(copy: keras.Layer, original: keras.Layer) -> keras.Layer:
+    """Gives every batch norm in `copy`, a copy of `original` made from its config, the
+    `synchronized` setting of its counterpart in `original`. A subclassed model's copy
+    builds its batch norm in the model's own code, without the setting
+    `synchronize_batch_norm` gave the original's. Returns `copy`."""
+    for mine, theirs in zip(batch_norm_layers(copy), batch_norm_layers(original), strict=True):
+        mine.synchronized = theirs.synchronized
+    return copy
+
+
+def batch_norm_layers(model: keras.Layer) -> list[layers.BatchNormalization]:
+    """Every `BatchNormalization` in `model`, nested ones too, in the order of its layers."""
+    # Keras' own walk over nested layers: no public one reaches a custom layer's sublayers.
+    return [layer for layer in model._flatten_layers() if isinstance(layer, layers.BatchNormalization)]

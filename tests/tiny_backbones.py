@@ -15,6 +15,26 @@ def build(input_shape):
     return keras.Model(images, layers.ReLU()(layers.BatchNormalization()(x)), name="tiny_backbone")
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class Subclassed(keras.Model):
+    """A subclassed backbone: its layers are built in its own code, so a copy made from its
+    config has batch norm without the `synchronized` the library set on the original's."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)
+        self.norm = layers.BatchNormalization()
+
+    def call(self, images, training=False):
+        return keras.ops.relu(self.norm(self.conv(images), training=training))
+
+
+def subclassed(input_shape):
+    model = Subclassed(name="tiny_subclassed")
+    model.build((None, *input_shape))
+    return model
+
+
 def flat(input_shape):
     """A model that gives h [B, 4] itself."""
     images = keras.Input(input_shape)

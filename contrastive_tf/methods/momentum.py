@@ -9,6 +9,8 @@ import math
 import keras
 import tensorflow as tf
 
+from contrastive_tf.backbones import synchronize_like
+
 MOMENTUM_SCHEDULES = ("cosine", "constant")
 
 
@@ -29,7 +31,8 @@ def byol_momentum(step: tf.Tensor, total_steps: int, base: float = 0.996) -> tf.
 class MomentumNetwork(keras.layers.Layer):
     """A momentum copy of an online encoder and projection head: images -> projections,
     with no gradient. Its batch norm normalises with batch statistics in training mode,
-    as the online network's does (a frozen Keras layer would use its moving averages).
+    as the online network's does (a frozen Keras layer would use its moving averages),
+    synchronised across replicas where the online network's is (subclassed models too).
 
     Args:
         encoder, projection_head: the online layers to copy (their architecture; the
@@ -45,7 +48,7 @@ class MomentumNetwork(keras.layers.Layer):
     def __init__(self, encoder: keras.Model, projection_head: keras.layers.Layer, **kwargs):
         super().__init__(**kwargs)
         self.encoder, self.projection_head = (
-            keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+            synchronize_like(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer)), layer)
             for layer in (encoder, projection_head)
         )
 

@@ -10,10 +10,12 @@ import pytest
 import tensorflow as tf
 
 from contrastive_tf import run_folder
-from contrastive_tf.backbones import APPLICATIONS, application
+from contrastive_tf.backbones import APPLICATIONS, application, batch_norm_layers
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.errors import UsageError
+from contrastive_tf.heads import ProjectionHead
+from contrastive_tf.methods.momentum import MomentumNetwork
 from contrastive_tf.pretraining import build_model, prepare, pretrain
 from contrastive_tf.run_folder import load_pretrained
 
@@ -40,10 +42,6 @@ def _bare(name, shape=SHAPE, **options):
     return getattr(keras.applications, name)(
         include_top=False, weights=None, input_shape=shape, pooling="avg", **options
     )
-
-
-def _norms(model):
-    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def test_every_image_model_of_keras_applications_is_an_encoder_name():
@@ -102,7 +100,20 @@ def test_every_batch_norm_of_a_backbone_is_synchronised_and_stays_so_in_its_copi
     encoder = build_encoder(name, SHAPE)
     copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(encoder))
     for model in (encoder, copy):
-        assert _norms(model) and all(norm.synchronized for norm in _norms(model))
+        assert batch_norm_layers(model) and all(norm.synchronized for norm in batch_norm_layers(model))
+
+
+def test_a_momentum_copy_of_a_subclassed_backbone_keeps_its_batch_norm_synchronised():
+    """The copy is built by the model's own code, whose batch norm Keras makes unsynchronised."""
+    encoder = build_encoder("tests.tiny_backbones:subclassed", SHAPE)
+    head = ProjectionHead(2, 4, 8, batch_norm=True)
+    head.build(encoder.output_shape)
+    copy = MomentumNetwork(encoder, head)
+    bare = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(encoder))
+    # What the copy mends: Keras builds the subclassed model's batch norm unsynchronised.
+    assert batch_norm_layers(bare) and not any(norm.synchronized for norm in batch_norm_layers(bare))
+    for model in (encoder, copy.encoder, head, copy.projection_head):
+        assert batch_norm_layers(model) and all(norm.synchronized for norm in batch_norm_layers(model))
 
 
 def test_batch_norm_of_a_factory_s_model_takes_the_global_batch_on_two_replicas(mirrored):
@@ -249,7 +260,7 @@ def _config(tmp_path, **settings):
 def test_a_momentum_method_copies_an_application_encoder(tmp_path):
     model = build_model(prepare(_config(tmp_path, method="byol", encoder="MobileNetV3Small", width=0.25)))
     copy = model.target_network.encoder
-    assert copy.name == model.encoder.name and all(norm.synchronized for norm in _norms(copy))
+    assert copy.name == model.encoder.name and all(norm.synchronized for norm in batch_norm_layers(copy))
     for online, target in zip(model.encoder.get_weights(), copy.get_weights(), strict=True):
         np.testing.assert_array_equal(online, target)
 
