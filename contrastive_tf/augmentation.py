@@ -263,8 +263,30 @@ def _scale_factors(seed: tf.Tensor, batch, strength: float) -> tf.Tensor:
     return tf.reshape(_uniform(seed, [batch], max(1.0 - strength, 0.0), 1.0 + strength), [-1, 1, 1, 1])
 
 
+# A colour-jitter step: images [B, H, W, C] and their draws [B, 1, 1, 1] -> images.
+Step = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def _each_its_step(images: tf.Tensor, steps: list[tuple[Step, tf.Tensor]], which: tf.Tensor) -> tf.Tensor:
+    """Image i through `steps[which[i]]` alone (with its own draws), clipped to [0, 1].
+    Each step runs on its images only, where computing every step on every image and
+    keeping one costs four times as much (the hue's two colour-space conversions most)."""
+    positions = tf.dynamic_partition(tf.range(tf.shape(images)[0]), which, len(steps))
+    outputs = [
+        tf.clip_by_value(step(tf.gather(images, chosen), tf.gather(draws, chosen)), 0.0, 1.0)
+        for (step, draws), chosen in zip(steps, positions, strict=True)
+    ]
+    # Back in place by a scatter, which XLA compiles where dynamic_stitch needs constant positions.
+    merged = tf.scatter_nd(tf.concat(positions, 0)[:, None], tf.concat(outputs, 0), tf.shape(images))
+    return tf.ensure_shape(merged, images.shape)
+
+
 def _adjust_brightness(images, factor):
     return images * factor
+
+
+def _shift_brightness(images, shift):
+    return images + shift
 
 
 def _adjust_contrast(images, factor):
@@ -339,17 +361,14 @@ class RandomColorJitter(RandomImageLayer):
             raise ValueError(f"`hue` must be in [0, 0.5]; received hue={hue}.")
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
 
-    def steps(self, batch: tf.Tensor, seeds: list[tf.Tensor]) -> list[Callable[[tf.Tensor], tf.Tensor]]:
-        """Brightness, contrast, saturation and hue, each with its per-image draws from its seed."""
-        brightness = _scale_factors(seeds[0], batch, self.brightness)
-        contrast = _scale_factors(seeds[1], batch, self.contrast)
-        saturation = _scale_factors(seeds[2], batch, self.saturation)
-        hue = _shifts(seeds[3], batch, self.hue)
+    def steps(self, batch: tf.Tensor, seeds: list[tf.Tensor]) -> list[tuple[Step, tf.Tensor]]:
+        """Brightness, contrast, saturation and hue, each a function of the images and
+        their [B, 1, 1, 1] draws, with its draws from its seed."""
         return [
-            lambda x: _adjust_brightness(x, brightness),
-            lambda x: _adjust_contrast(x, contrast),
-            lambda x: _adjust_saturation(x, saturation),
-            lambda x: _adjust_hue(x, hue),
+            (_adjust_brightness, _scale_factors(seeds[0], batch, self.brightness)),
+            (_adjust_contrast, _scale_factors(seeds[1], batch, self.contrast)),
+            (_adjust_saturation, _scale_factors(seeds[2], batch, self.saturation)),
+            (_adjust_hue, _shifts(seeds[3], batch, self.hue)),
         ]
 
     def augment(self, images, seed):
@@ -359,9 +378,7 @@ class RandomColorJitter(RandomImageLayer):
         # A random permutation per image; at position k each image takes its own step.
         order = tf.argsort(_uniform(order_seed, [batch, len(steps)]), axis=1)
         for position in range(len(steps)):
-            outputs = [tf.clip_by_value(step(images), 0.0, 1.0) for step in steps]
-            chosen = tf.one_hot(order[:, position], len(steps), dtype=images.dtype)
-            images = tf.einsum("sbhwc,bs->bhwc", tf.stack(outputs), chosen)
+            images = _each_its_step(images, steps, order[:, position])
         return tf.clip_by_value(images, 0.0, 1.0)
 
     def get_config(self):
@@ -389,15 +406,11 @@ class BYOLColorJitter(RandomColorJitter):
     """
 
     def steps(self, batch, seeds):
-        brightness = _shifts(seeds[0], batch, self.brightness)
-        contrast = _scale_factors(seeds[1], batch, self.contrast)
-        saturation = _scale_factors(seeds[2], batch, self.saturation)
-        hue = _shifts(seeds[3], batch, self.hue)
         return [
-            lambda x: x + brightness,
-            lambda x: _adjust_channel_contrast(x, contrast),
-            lambda x: _adjust_hsv_saturation(x, saturation),
-            lambda x: _adjust_hue(x, hue),
+            (_shift_brightness, _shifts(seeds[0], batch, self.brightness)),
+            (_adjust_channel_contrast, _scale_factors(seeds[1], batch, self.contrast)),
+            (_adjust_hsv_saturation, _scale_factors(seeds[2], batch, self.saturation)),
+            (_adjust_hue, _shifts(seeds[3], batch, self.hue)),
         ]
 
 

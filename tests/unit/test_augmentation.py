@@ -22,6 +22,8 @@ from contrastive_tf.augmentation import (
     RandomSolarize,
     SimCLRAugment,
     _bilinear_weights,
+    _split,
+    _uniform,
     shear,
 )
 from contrastive_tf.finetuning import light_augmentation
@@ -235,6 +237,25 @@ def test_asymmetric_views_jitter_as_torchvision_unless_byol_is_named(color_jitte
     named = {} if color_jitter is None else {"color_jitter": color_jitter}
     views = asymmetric_augmenters(SimCLRAugment(color_jitter_strength=0.5, seed=0), **named)
     assert [view.color_jitter for view in views] == [color_jitter or "torchvision"] * 2
+
+
+@pytest.mark.parametrize("layer", [RandomColorJitter, BYOLColorJitter])
+def test_jitter_takes_each_image_through_its_own_steps_in_its_own_order(layer):
+    """The batched jitter (each step run on the images that take it at each position) is
+    the jitter written one image at a time: its four steps in its drawn order, each clipped."""
+    jitter = layer(0.8, 0.8, 0.8, 0.2)
+    images, seed = _images(batch=24), tf.constant([3, 4], tf.int64)
+    order_seed, *step_seeds = _split(seed, 5)
+    steps = jitter.steps(24, step_seeds)
+    order = np.argsort(_uniform(order_seed, [24, 4]).numpy(), axis=1)
+    expected = []
+    for index in range(24):
+        image = images[index : index + 1]
+        for position in range(4):
+            step, draws = steps[order[index, position]]
+            image = tf.clip_by_value(step(image, draws[index : index + 1]), 0.0, 1.0)
+        expected.append(image[0])
+    np.testing.assert_array_equal(jitter.augment(images, seed), np.stack(expected))
 
 
 def test_strong_jitter_never_turns_an_image_black():
