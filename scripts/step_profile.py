@@ -61,10 +61,13 @@ def part_of(name: str, kind: str, optimizer: str) -> str:
 
 
 def op_table(trace_dir: str) -> list[tuple[str, str, float]]:
-    """(full name, type, self time in us) of every op the profiler saw on the host."""
+    """(full name, type, self time in us) of every op the profiler saw on the host in the
+    newest profile under `trace_dir` (each run adds a folder named for its start time)."""
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
 
     paths = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
+    newest = max(os.path.dirname(path) for path in paths)
+    paths = [path for path in paths if os.path.dirname(path) == newest]
     data, ok = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
     if not ok:
         raise RuntimeError(data.decode())
