@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive_tf import batch_norm, storage
+from contrastive_tf.backbones import batch_norm_layers
 from contrastive_tf.data import to_unit_range
 from contrastive_tf.errors import UsageError
 from contrastive_tf.run_folder import ENCODER_FILE, METADATA_FILE, TFLITE_FILE
@@ -246,11 +247,7 @@ def _operations(model: keras.Model) -> Iterator[keras.Operation]:
 def _local_batch_statistics(encoder: keras.Model) -> Iterator[None]:
     """Batch norm in `encoder` computes its statistics over the batch it is given, not
     across replicas, while in the block."""
-    synchronized = [
-        layer
-        for layer in _operations(encoder)
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized
-    ]
+    synchronized = [layer for layer in batch_norm_layers(encoder) if layer.synchronized]
     for layer in synchronized:
         layer.synchronized = False
     try:

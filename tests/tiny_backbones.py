@@ -49,3 +49,26 @@ def sequence(input_shape):
 
 def not_a_model(input_shape):
     return layers.Conv2D(8, 3)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class ConvBlock(layers.Layer):
+    """A custom layer that holds its own batch norm: a nested layer, not a nested model."""
+
+    def __init__(self, filters=8, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)
+        self.norm = layers.BatchNormalization()
+
+    def call(self, inputs, training=False):
+        return keras.ops.relu(self.norm(self.conv(inputs), training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def blocks(input_shape):
+    """A functional model of a custom layer with batch norm inside it."""
+    images = keras.Input(input_shape)
+    return keras.Model(images, ConvBlock(name="block")(images), name="tiny_blocks")
