@@ -37,10 +37,15 @@ BATCH_SIZE = 256
 # h of ResNet-18 at width 0.25: lightly's heads take 512 at width 1; this replaces it.
 FEATURE_DIM = int(512 * WIDTH)
 SEED = 0
+# lightly's ResNet as ours builds it: PyTorch's initialisation (no zero-initialised residual
+# scale) and its transforms' Normalize with ImageNet's statistics, inside the encoder.
+ZERO_INIT_RESIDUAL = False
+INPUT_NORMALIZATION = "imagenet"
 
 # Ours, per method: our recipe file (if it mirrors lightly) and the overrides that make it
 # lightly's model at batch 256: lr 0.06 x 256/128 = 0.12 (SimSiam's 0.06 unscaled), SGD with
-# momentum 0.9 and coupled weight decay 5e-4, cosine without warmup, no blur.
+# momentum 0.9 and coupled weight decay 5e-4 on every parameter, a cosine without warmup
+# stepped every step (as this script's lightly side), no blur.
 COMMON = [
     "--encoder=resnet18",
     f"--width={WIDTH}",
@@ -49,6 +54,10 @@ COMMON = [
     "--lr_scaling=none",
     "--warmup_epochs=0",
     "--weight_decay=5e-4",
+    "--weight_decay_vectors=true",
+    "--lr_schedule_interval=step",
+    f"--zero_init_residual={str(ZERO_INIT_RESIDUAL).lower()}",
+    f"--input_normalization={INPUT_NORMALIZATION}",
     "--blur=false",
     "--precision=float32",
     "--final_linear_probe=false",
@@ -93,34 +102,41 @@ OURS = {
     # BarlowTwinsModel: projector 512 -> 2048 (BN, ReLU) -> 2048, BarlowTwinsLoss (lambda
     # 5e-3, unscaled), SGD, byol_transform (BYOL's views, torchvision jitter, no blur).
     "barlow_twins": [
-        "--flagfile=configs/barlow_twins_cifar10.flags",
+        "--method=barlow_twins",
         "--learning_rate=0.12",
         "--loss_scale=1.0",
         "--redundancy_weight=0.005",
         "--projection_layers=2",
         "--projection_hidden_dim=2048",
         "--projection_dim=2048",
+        "--head_output_bias=true",
         "--asymmetric_views=true",
         "--color_jitter=torchvision",
+        "--color_jitter_strength=0.5",
         "--crop_scale_min=0.08",
     ],
     # VICReg is not in the benchmark file; built as its Barlow Twins (lightly's VICReg example:
     # VICRegProjectionHead(512, 2048, 2048, num_layers=2), VICRegLoss() 25/25/1) with the
     # benchmark's SGD and VICRegTransform(input_size=32, gaussian_blur=0).
     "vicreg": [
-        "--flagfile=configs/vicreg_cifar10.flags",
+        "--method=vicreg",
         "--learning_rate=0.12",
+        "--invariance_weight=25",
+        "--variance_weight=25",
+        "--covariance_weight=1",
         "--projection_layers=2",
         "--projection_hidden_dim=2048",
         "--projection_dim=2048",
+        "--head_output_bias=true",
         "--asymmetric_views=true",
         "--color_jitter=torchvision",
+        "--color_jitter_strength=0.5",
         "--crop_scale_min=0.08",
     ],
     # NNCLRModel: projector 512 -> 2048 (BN, ReLU) -> 256 (BN), NNCLRPredictionHead(256, 4096,
     # 256), NTXentLoss() (temperature 0.5), a support set of 4096, simclr_transform.
     "nnclr": [
-        "--flagfile=configs/nnclr_cifar10.flags",
+        "--method=nnclr",
         "--learning_rate=0.12",
         "--temperature=0.5",
         "--queue_size=4096",
@@ -129,6 +145,7 @@ OURS = {
         "--projection_dim=256",
         "--predictor_hidden_dim=4096",
         "--asymmetric_views=false",
+        "--color_jitter_strength=0.5",
         "--crop_scale_min=0.08",
     ],
 }
@@ -468,7 +485,13 @@ def run_ours(method: str, epochs: int, data: str, out: str, model_dir: str) -> N
     start = time.time()
     if method == "random":
         keras.utils.set_random_seed(SEED)
-        encoder = build_encoder("resnet18", (32, 32, 3), WIDTH)
+        encoder = build_encoder(
+            "resnet18",
+            (32, 32, 3),
+            WIDTH,
+            zero_init_residual=ZERO_INIT_RESIDUAL,
+            input_normalization=INPUT_NORMALIZATION,
+        )
     else:
         command = [sys.executable, "-m", "experiments.pretrain", *pretrain_flags(method, epochs, data, model_dir)]
         print(" ".join(command), flush=True)
