@@ -201,7 +201,7 @@ def lightly_models(max_steps: int):
             self.projection_head_momentum = copy.deepcopy(self.projection_head)
             utils.deactivate_requires_grad(self.backbone_momentum)
             utils.deactivate_requires_grad(self.projection_head_momentum)
-            self.criterion = NTXentLoss(temperature=0.1, memory_bank_size=4096)
+            self.criterion = NTXentLoss(temperature=0.1, memory_bank_size=(4096, 128))
 
         def training_step(self, batch):
             (x0, x1), _, _ = batch
@@ -345,7 +345,7 @@ def lightly_models(max_steps: int):
                 ]
             )
             self.criterion = NTXentLoss()
-            self.memory_bank = modules.NNMemoryBankModule(size=4096)
+            self.memory_bank = modules.NNMemoryBankModule(size=(4096, 256))
 
         def forward(self, x):
             z = self.projection_head(self.backbone(x).flatten(start_dim=1))
