@@ -288,8 +288,9 @@ def lightly_models(max_steps: int):
 
     class VICRegModel(BarlowTwinsModel):
         """Not in the benchmark: its Barlow Twins with lightly's VICReg head and loss, at
-        lightly's VICReg example's learning rate (0.06, unscaled): at the benchmark's 0.12 this
-        model's loss is NaN within its first 50 steps."""
+        lightly's VICReg example's learning rate (0.06, unscaled). Unsettled: with the
+        benchmark's momentum 0.9 this model's loss (and ours) turns NaN within 50 steps at 0.06
+        as at 0.12, and within 15 with a warmup to 0.06; the example's SGD has no momentum."""
 
         def __init__(self):
             super().__init__()
