@@ -18,7 +18,9 @@ class ProjectionHead(keras.layers.Layer):
     subtraction would cancel it). The BN uses the encoder's momentum 0.9 and epsilon 1e-5,
     as SimCLR's `tf2/model.py` and `resnet.py` do. BYOL's MLPs normalise the hidden layers
     only and end in a Dense without bias (`output_norm=False, output_bias=False`);
-    SimSiam's projector ends in a BN with neither shift nor scale (`output_scale=False`).
+    SimSiam's projector ends in a BN with neither shift nor scale (`output_scale=False`);
+    lightly's SimCLRProjectionHead normalises every layer, the last with a shift
+    (`batch_norm=True, output_center=True`).
 
     Args:
         num_layers: 2 (SimCLR v1 style) or more (3 in SimCLR v2).
@@ -27,6 +29,7 @@ class ProjectionHead(keras.layers.Layer):
         batch_norm: whether to add BN after the hidden layers (v2); defaults to num_layers >= 3.
         output_norm: whether BN also follows the last layer; defaults to `batch_norm`.
         output_scale: whether that last BN learns a scale (SimCLRv2's does, SimSiam's not).
+        output_center: whether that last BN learns a shift (SimCLRv2's not, lightly's does).
         output_bias: whether the last Dense has a bias when no BN follows it.
 
     Example:
@@ -44,6 +47,7 @@ class ProjectionHead(keras.layers.Layer):
         output_norm: bool | None = None,
         output_scale: bool = True,
         output_bias: bool = True,
+        output_center: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -56,7 +60,7 @@ class ProjectionHead(keras.layers.Layer):
         self.num_layers, self.output_dim, self.hidden_dim = num_layers, output_dim, hidden_dim
         self.batch_norm = num_layers >= 3 if batch_norm is None else batch_norm
         self.output_norm = self.batch_norm if output_norm is None else output_norm
-        self.output_scale, self.output_bias = output_scale, output_bias
+        self.output_scale, self.output_bias, self.output_center = output_scale, output_bias, output_center
         self.dense_layers: list[layers.Layer] = []
         # Only the normalised layers have one, in order; `layers_upto` pairs them up.
         self.norm_layers: list[layers.Layer] = []
@@ -81,7 +85,7 @@ class ProjectionHead(keras.layers.Layer):
                     synchronized=True,
                     momentum=0.9,
                     epsilon=1e-5,
-                    center=not last,
+                    center=self.output_center or not last,
                     scale=self.output_scale or not last,
                     name=f"bn_{index}",
                     dtype=self.dtype_policy,
@@ -124,6 +128,7 @@ class ProjectionHead(keras.layers.Layer):
             "output_norm": self.output_norm,
             "output_scale": self.output_scale,
             "output_bias": self.output_bias,
+            "output_center": self.output_center,
         }
 
 

@@ -267,6 +267,20 @@ def numpy_nnclr(nn, p, temperature):
     return float(-np.mean(np.diagonal(log_softmax)))
 
 
+def numpy_lightly_simclr_head(h, layers, epsilon=1e-5):
+    """lightly-ai/lightly, lightly/models/modules/heads.py, `SimCLRProjectionHead` (batch_norm=
+    True) through `ProjectionHead.forward` in training mode: each layer nn.Linear without bias
+    (`bias=not bool(batch_norm)`), then nn.BatchNorm1d on the batch's statistics (biased
+    variance), ReLU on every layer but the last. `layers`: (kernel [in, out], gamma, beta)."""
+    x = np.asarray(h, np.float64)
+    for index, (kernel, gamma, beta) in enumerate(layers):
+        x = x @ kernel
+        x = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + epsilon) * gamma + beta
+        if index < len(layers) - 1:
+            x = np.maximum(x, 0.0)
+    return x
+
+
 def numpy_nearest_neighbours(z, bank):
     """lightly-ai/lightly, lightly/models/modules/nn_memory_bank.py,
     `NNMemoryBankModule.forward`: the bank's row of highest cosine similarity to each row of

@@ -19,6 +19,8 @@ from contrastive_tf.methods import settings
 from contrastive_tf.methods.base import ContrastiveModel
 from contrastive_tf.settings import positive, setting
 
+PROJECTION_BATCH_NORMS = ("paper", "all", "none")
+
 
 @dataclasses.dataclass(frozen=True)
 class SimCLRSettings(settings.MethodSettings):
@@ -31,6 +33,14 @@ class SimCLRSettings(settings.MethodSettings):
     projection_layers: int = settings.projection_layers(2)
     projection_dim: int = settings.projection_dim(128)
     projection_hidden_dim: int | None = settings.projection_hidden_dim(None)
+    projection_batch_norm: str = setting(
+        "paper",
+        "Batch norm in the projection head: paper, SimCLR's: none at 2 layers (v1), after every layer from 3 on, "
+        "the last without a shift (v2); all, after every layer, the last with a shift (lightly's "
+        "SimCLRProjectionHead); none.",
+        choices=PROJECTION_BATCH_NORMS,
+        structural=True,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +111,14 @@ class SimCLR(ContrastiveModel):
 
     @classmethod
     def from_settings(cls, encoder, augmenter, settings: SimCLRSettings, **common) -> SimCLR:
-        head = ProjectionHead(settings.projection_layers, settings.projection_dim, settings.projection_hidden_dim)
+        norm = settings.projection_batch_norm
+        head = ProjectionHead(
+            settings.projection_layers,
+            settings.projection_dim,
+            settings.projection_hidden_dim,
+            batch_norm=None if norm == "paper" else norm == "all",
+            output_center=norm == "all",
+        )
         return cls(encoder, head, augmenter, **common, **settings.model_arguments())
 
     def heads(self):

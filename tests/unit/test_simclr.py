@@ -8,9 +8,9 @@ from builders import random_images, simclr_model
 from contrastive_tf.augmentation import SimCLRAugment
 from contrastive_tf.encoders import build_encoder
 from contrastive_tf.heads import ProjectionHead
-from contrastive_tf.methods import SimCLR
+from contrastive_tf.methods import SimCLR, contrastive_model
 from contrastive_tf.precision import global_precision
-from references import numpy_simclr_loss
+from references import numpy_lightly_simclr_head, numpy_simclr_loss
 
 
 def test_fit_logs_loss_contrastive_and_probe_accuracy():
@@ -116,3 +116,30 @@ def test_the_loss_is_the_references_loss_a_plus_loss_b():
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     loss = model.fit(images, batch_size=8, epochs=1, verbose=0).history["loss"][0]
     assert loss == pytest.approx(numpy_simclr_loss(z, 0.5), rel=1e-4)
+
+
+def test_projection_batch_norm_all_is_lightlys_simclr_projection_head():
+    """`projection_batch_norm="all"` gives lightly's SimCLRProjectionHead: batch norm with a
+    scale and a shift after both Linear layers (no biases), its output the NumPy
+    transcription's on the same weights; "none" and "paper" keep SimCLR's heads."""
+    encoder = keras.Sequential([keras.Input((32,)), keras.layers.Identity()])
+    model = contrastive_model("simclr", encoder, keras.layers.Identity(), projection_batch_norm="all")
+    head = model.projection_head
+    assert [dense.use_bias for dense in head.dense_layers] == [False, False]
+    assert [(norm.center, norm.scale) for norm in head.norm_layers] == [(True, True), (True, True)]
+    rng = np.random.default_rng(0)
+    layers = []
+    for dense, norm in zip(head.dense_layers, head.norm_layers):
+        gamma, beta = rng.uniform(0.5, 1.5, norm.gamma.shape), rng.normal(0, 0.5, norm.beta.shape)
+        norm.gamma.assign(gamma), norm.beta.assign(beta)
+        layers.append((keras.ops.convert_to_numpy(dense.kernel), gamma, beta))
+    h = rng.normal(size=(16, 32)).astype("float32")
+    z = keras.ops.convert_to_numpy(head(h, training=True))
+    np.testing.assert_allclose(z, numpy_lightly_simclr_head(h, layers), rtol=1e-4, atol=1e-4)
+    for norm, layers in (("none", 3), ("paper", 2)):
+        head = contrastive_model(
+            "simclr", encoder, keras.layers.Identity(), projection_batch_norm=norm, projection_layers=layers
+        ).projection_head
+        assert head.norm_layers == []
+    v2 = contrastive_model("simclr", encoder, keras.layers.Identity(), projection_layers=3).projection_head
+    assert [(norm.center, norm.scale) for norm in v2.norm_layers] == [(True, True)] * 2 + [(False, True)]
