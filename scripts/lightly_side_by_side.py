@@ -16,7 +16,8 @@ only here; the `lightly` subcommand runs under it, the others under ours:
         --work=WORK --peer_python=/work/peer-venv/bin/python
 
 `run` does the three in turn per method, lightly first, appending a row to WORK/results.tsv
-as each side finishes; `--methods=random` scores both frameworks' untrained encoders.
+as each side finishes; `--methods=random` scores both frameworks' untrained encoders;
+`--seed=N` (default 0) seeds both sides and names the files of seeds other than 0.
 DIR holds train/ and test/ class folders (the shared JPEG copy of CIFAR-10, unpacked).
 """
 
@@ -36,7 +37,6 @@ WIDTH = 0.25
 BATCH_SIZE = 256
 # h of ResNet-18 at width 0.25: lightly's heads take 512 at width 1; this replaces it.
 FEATURE_DIM = int(512 * WIDTH)
-SEED = 0
 # lightly's ResNet as ours builds it: PyTorch's initialisation (no zero-initialised residual
 # scale) and its transforms' Normalize with ImageNet's statistics, inside the encoder.
 ZERO_INIT_RESIDUAL = False
@@ -64,11 +64,10 @@ COMMON = [
     "--final_knn=false",
     "--final_random_baseline=false",
     "--verbose=2",
-    f"--seed={SEED}",
 ]
 OURS = {
-    # SimCLRModel: SimCLRProjectionHead(512, 512, 128), NTXentLoss() (temperature 0.5),
-    # SimCLRTransform(cj_strength=0.5, no blur, crops 8-100%).
+    # SimCLRModel: SimCLRProjectionHead(512, 512, 128) (batch norm after both layers),
+    # NTXentLoss() (temperature 0.5), SimCLRTransform(cj_strength=0.5, no blur, crops 8-100%).
     "simclr": [
         "--method=simclr",
         "--learning_rate=0.12",
@@ -76,6 +75,7 @@ OURS = {
         "--projection_layers=2",
         "--projection_hidden_dim=512",
         "--projection_dim=128",
+        "--projection_batch_norm=all",
         "--color_jitter_strength=0.5",
         "--crop_scale_min=0.08",
     ],
@@ -152,13 +152,13 @@ OURS = {
 }
 
 
-def pretrain_flags(method: str, epochs: int, data: str, model_dir: str) -> list[str]:
+def pretrain_flags(method: str, epochs: int, data: str, model_dir: str, seed: int = 0) -> list[str]:
     """Our pretraining flags for `method`: its recipe file, the common settings, then its
     own overrides (absl lets a later flag override an earlier one)."""
     own = OURS[method]
     files = [flag for flag in own if flag.startswith("--flagfile=")]
     rest = [flag for flag in own if not flag.startswith("--flagfile=")]
-    run = [f"--dataset={data}", f"--epochs={epochs}", f"--model_dir={model_dir}"]
+    run = [f"--dataset={data}", f"--epochs={epochs}", f"--model_dir={model_dir}", f"--seed={seed}"]
     return files + COMMON + run + rest
 
 
@@ -414,12 +414,12 @@ def lightly_transforms():
     return by_method, test
 
 
-def run_lightly(method: str, epochs: int, data: str, out: str, workers: int) -> None:
+def run_lightly(method: str, epochs: int, data: str, out: str, workers: int, seed: int) -> None:
     import pytorch_lightning as pl
     import torch
     from lightly.data import LightlyDataset
 
-    pl.seed_everything(SEED)
+    pl.seed_everything(seed)
     torch.set_num_threads(os.cpu_count() or 1)
     transforms, test_transform = lightly_transforms()
     train_ssl = LightlyDataset(input_dir=os.path.join(data, "train"), transform=transforms[method])
@@ -473,6 +473,7 @@ def run_lightly(method: str, epochs: int, data: str, out: str, workers: int) -> 
         framework="lightly",
         method=method,
         epochs=epochs,
+        seed=seed,
         train_seconds=train_seconds,
     )
 
@@ -481,7 +482,7 @@ def run_lightly(method: str, epochs: int, data: str, out: str, workers: int) -> 
 # Our side and the evaluator (TensorFlow)
 
 
-def run_ours(method: str, epochs: int, data: str, out: str, model_dir: str) -> None:
+def run_ours(method: str, epochs: int, data: str, out: str, model_dir: str, seed: int) -> None:
     import keras
 
     from contrastive_tf.data import load_data
@@ -491,7 +492,7 @@ def run_ours(method: str, epochs: int, data: str, out: str, model_dir: str) -> N
 
     start = time.time()
     if method == "random":
-        keras.utils.set_random_seed(SEED)
+        keras.utils.set_random_seed(seed)
         encoder = build_encoder(
             "resnet18",
             (32, 32, 3),
@@ -500,7 +501,7 @@ def run_ours(method: str, epochs: int, data: str, out: str, model_dir: str) -> N
             input_normalization=INPUT_NORMALIZATION,
         )
     else:
-        command = [sys.executable, "-m", "experiments.pretrain", *pretrain_flags(method, epochs, data, model_dir)]
+        command = [sys.executable, "-m", "experiments.pretrain", *pretrain_flags(method, epochs, data, model_dir, seed)]
         print(" ".join(command), flush=True)
         subprocess.run(command, cwd=REPO, check=True)
         encoder = load_pretrained(model_dir).encoder
@@ -518,6 +519,7 @@ def run_ours(method: str, epochs: int, data: str, out: str, model_dir: str) -> N
         framework="ours",
         method=method,
         epochs=epochs,
+        seed=seed,
         train_seconds=train_seconds,
     )
 
@@ -539,27 +541,29 @@ def score(features: str, results: str) -> None:
         f"{100 * knn:.2f}",
         f"{100 * linear:.2f}",
         f"{float(saved['train_seconds']) / 60:.1f}",
+        str(int(saved["seed"])) if "seed" in saved else "0",
     ]
     new = not os.path.exists(results)
     with open(results, "a") as file:
         if new:
-            file.write("method\tframework\tepochs\tknn_top1\tlinear_top1\ttrain_minutes\n")
+            file.write("method\tframework\tepochs\tknn_top1\tlinear_top1\ttrain_minutes\tseed\n")
         file.write("\t".join(row) + "\n")
     print("\t".join(row), flush=True)
 
 
-def run_all(methods: list[str], epochs: int, data: str, work: str, peer_python: str, workers: int) -> None:
+def run_all(methods: list[str], epochs: int, data: str, work: str, peer_python: str, workers: int, seed: int) -> None:
     os.makedirs(work, exist_ok=True)
     results = os.path.join(work, "results.tsv")
     script = os.path.abspath(__file__)
     for method in methods:
         for framework in ("lightly", "ours"):
-            out = os.path.join(work, f"{method}_{framework}_{epochs}ep.npz")
-            common = [f"--method={method}", f"--epochs={epochs}", f"--data={data}", f"--out={out}"]
+            name = f"{method}_{framework}_{epochs}ep" + (f"_seed{seed}" if seed else "")
+            out = os.path.join(work, f"{name}.npz")
+            common = [f"--method={method}", f"--epochs={epochs}", f"--data={data}", f"--out={out}", f"--seed={seed}"]
             if framework == "lightly":
                 command = [peer_python, script, "lightly", *common, f"--workers={workers}"]
             else:
-                model_dir = os.path.join(work, f"{method}_ours_{epochs}ep")
+                model_dir = os.path.join(work, name)
                 command = [sys.executable, script, "ours", *common, f"--model_dir={model_dir}"]
             if not os.path.exists(out):
                 subprocess.run(command, cwd=REPO, check=True)
@@ -577,6 +581,7 @@ def main() -> None:
         side.add_argument("--epochs", type=int, required=True)
         side.add_argument("--data", required=True)
         side.add_argument("--out", required=True)
+        side.add_argument("--seed", type=int, default=0)
         if name == "lightly":
             side.add_argument("--workers", type=int, default=2)
         else:
@@ -591,15 +596,16 @@ def main() -> None:
     everything.add_argument("--work", required=True)
     everything.add_argument("--peer_python", required=True)
     everything.add_argument("--workers", type=int, default=2)
+    everything.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.command == "lightly":
-        run_lightly(args.method, args.epochs, args.data, args.out, args.workers)
+        run_lightly(args.method, args.epochs, args.data, args.out, args.workers, args.seed)
     elif args.command == "ours":
-        run_ours(args.method, args.epochs, args.data, args.out, args.model_dir)
+        run_ours(args.method, args.epochs, args.data, args.out, args.model_dir, args.seed)
     elif args.command == "score":
         score(args.features, args.results)
     else:
-        run_all(args.methods.split(","), args.epochs, args.data, args.work, args.peer_python, args.workers)
+        run_all(args.methods.split(","), args.epochs, args.data, args.work, args.peer_python, args.workers, args.seed)
 
 
 if __name__ == "__main__":
