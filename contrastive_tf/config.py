@@ -207,6 +207,13 @@ class PretrainConfig:
         "sgd and adamw (LARS never decays them).",
         "optimisation",
     )
+    optimizer_momentum: float = setting(
+        0.9,
+        "Heavy-ball momentum of sgd and lars (0: plain SGD, as lightly's VICReg example); adam and adamw have "
+        "their own.",
+        "optimisation",
+        valid=((lambda value: 0 <= value < 1), "must be in [0, 1)"),
+    )
     # LARS' own settings: named lars_ + its argument, and refused with another optimizer.
     lars_trust_coefficient: float = setting(
         0.001,
@@ -319,6 +326,8 @@ class PretrainConfig:
         changed = [field.name for field in _lars_fields() if getattr(self, field.name) != field.default]
         if self.optimizer != "lars" and changed:
             raise UsageError(f"{self.optimizer} does not use {changed[0]}; leave it unset or choose optimizer lars")
+        if self.optimizer not in ("sgd", "lars") and self.optimizer_momentum != 0.9:
+            raise UsageError(f"{self.optimizer} does not use optimizer_momentum; leave it unset or choose sgd or lars")
         unused = [name for name in sorted(setting_names()) if getattr(self, name, None) is not None]
         unused = [name for name in unused if name not in self.method_settings()]
         if unused:

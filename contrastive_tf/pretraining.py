@@ -180,7 +180,9 @@ def build_model(run: Run) -> ContrastiveModel:
             start=config.warmup_start_learning_rate,
             steps_per_epoch=run.steps_per_epoch if config.lr_schedule_interval == "epoch" else None,
         )
-        optimizer = build_optimizer(config.optimizer, schedule, config.weight_decay, **config.lars_settings())
+        optimizer = build_optimizer(
+            config.optimizer, schedule, config.weight_decay, config.optimizer_momentum, **config.lars_settings()
+        )
         probe = model.probe.trainable_variables if model.probe is not None else []
         exclude_vectors_from_weight_decay(
             optimizer, model.trainable_variables, plain=probe, decay_vectors=config.weight_decay_vectors

@@ -66,6 +66,8 @@ def test_lars_settings_reach_lars_under_its_names_and_no_other_optimizer():
         (dict(method="simsiam", target_momentum=0.9), "simsiam does not use target_momentum"),
         (dict(method="moco", batch_size=6), "moco needs batch_size >= 8"),
         (dict(optimizer="sgd", lars_clip_lr=True), "sgd does not use lars_clip_lr; leave it unset"),
+        (dict(optimizer="sgd", optimizer_momentum=1.0), "optimizer_momentum must be in [0, 1), got 1.0"),
+        (dict(optimizer="adam", optimizer_momentum=0.0), "adam does not use optimizer_momentum; leave it unset"),
         (dict(optimizer="lars", lars_trust_coefficient=0), "lars_trust_coefficient must be > 0, got 0"),
     ],
 )

@@ -106,14 +106,15 @@ def test_lars_gives_variables_excluded_from_weight_decay_plain_momentum_steps(va
     np.testing.assert_allclose(probe.kernel.numpy(), kernel, rtol=1e-6, atol=1e-7)
 
 
-def test_sgd_adds_weight_decay_to_the_gradient_before_momentum_as_torch_does():
+@pytest.mark.parametrize("momentum", [0.9, 0.0])
+def test_sgd_adds_weight_decay_to_the_gradient_before_momentum_as_torch_does(momentum):
     schedule = warmup_cosine(peak=0.5, total_steps=10, warmup_steps=3)
-    initial, weights, gradients = _run(build_optimizer("sgd", schedule, weight_decay=0.05, momentum=0.9), steps=10)
+    initial, weights, gradients = _run(build_optimizer("sgd", schedule, 0.05, momentum), steps=10)
     for i, (w, name) in enumerate(zip(initial, SHAPES)):
         buffer = np.zeros_like(w, np.float64)
         for step, step_gradients in enumerate(gradients):
             w, buffer = numpy_torch_sgd_step(
-                w, step_gradients[i], buffer, float(schedule(step)), momentum=0.9, weight_decay=0.05
+                w, step_gradients[i], buffer, float(schedule(step)), momentum=momentum, weight_decay=0.05
             )
         np.testing.assert_allclose(weights[i], w, rtol=1e-5, atol=1e-6, err_msg=name)
 

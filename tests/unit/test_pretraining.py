@@ -54,10 +54,15 @@ def test_build_model_gives_lars_the_lars_settings(mnist_subset, tmp_path):
 
 def test_build_model_gives_the_optimizer_the_schedule_and_decay_settings(mnist_subset, tmp_path):
     settings = dict(
-        optimizer="sgd", warmup_start_learning_rate=3e-5, lr_schedule_interval="epoch", weight_decay_vectors=True
+        optimizer="sgd",
+        warmup_start_learning_rate=3e-5,
+        lr_schedule_interval="epoch",
+        weight_decay_vectors=True,
+        optimizer_momentum=0.0,
     )
     run = prepare(_config(mnist_subset, tmp_path, **settings))
     optimizer = build_model(run).optimizer
+    assert optimizer.momentum == 0.0
     schedule = optimizer._learning_rate
     assert float(schedule(0)) == pytest.approx(3e-5)
     assert float(schedule(run.steps_per_epoch + 1)) == float(schedule(run.steps_per_epoch))
