@@ -10,7 +10,7 @@ import typing
 from collections.abc import Callable
 
 from contrastive_tf.distribute import STRATEGIES
-from contrastive_tf.encoders import ENCODERS, INPUT_NORMALIZATIONS, is_encoder_name, unknown_encoder
+from contrastive_tf.encoders import CONV_INITIALIZERS, ENCODERS, INPUT_NORMALIZATIONS, is_encoder_name, unknown_encoder
 from contrastive_tf.errors import UsageError
 from contrastive_tf.methods import METHODS, check_method, setting_fields, setting_names
 from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, LR_SCHEDULE_INTERVALS, OPTIMIZERS
@@ -149,6 +149,15 @@ class PretrainConfig:
         "Start each ResNet block's last batch-norm scale at 0 (SimCLR's); false: at 1 (torchvision's, solo-learn's "
         "and lightly's ResNets).",
         "method",
+    )
+    conv_initializer: str = setting(
+        "he_normal",
+        "How small_cnn's and the ResNets' convolution kernels are drawn: he_normal (Keras'), simclr "
+        "(google-research/simclr's, sqrt(1/2) of he_normal), torchvision (its ResNets', solo-learn's), pytorch "
+        "(nn.Conv2d's default, lightly's ResNetGenerator). Batch norm makes the scale a step size: with smaller "
+        "kernels each step moves them more.",
+        "method",
+        choices=tuple(CONV_INITIALIZERS),
     )
     input_normalization: str = setting(
         "none",

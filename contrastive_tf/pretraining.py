@@ -81,6 +81,7 @@ class Run:
             config.patch_size,
             config.vit_pooling,
             config.frozen_patch_projection,
+            config.conv_initializer,
         )
 
     def batches_from(self, step: int) -> tf.data.Dataset:

@@ -115,6 +115,42 @@ def test_projection_head_can_normalise_the_output_alone():
     np.testing.assert_allclose(z.var(axis=0), 1, atol=1e-2)
 
 
+# (kernel std x sqrt(fan_in), the same x sqrt(fan_out)) the reference code draws: a 3x3 conv
+# keeping the width has fan_in = fan_out; one doubling it (stride 2) has fan_out = 2 fan_in.
+# google-research/simclr tf2/resnet.py: VarianceScaling() (scale 1, fan_in, truncated normal);
+# torchvision/models/resnet.py: kaiming_normal_(mode="fan_out", nonlinearity="relu");
+# torch/nn/modules/conv.py, reset_parameters: kaiming_uniform_(a=sqrt(5)), U(+-1/sqrt(fan_in)).
+CONV_DRAWS = {
+    "he_normal": (np.sqrt(2), None),
+    "simclr": (1.0, None),
+    "torchvision": (None, np.sqrt(2)),
+    "pytorch": (1 / np.sqrt(3), None),
+}
+
+
+@pytest.mark.parametrize("initializer", CONV_DRAWS)
+def test_conv_initializer_draws_the_kernels_as_its_reference(initializer):
+    keras.utils.set_random_seed(0)
+    encoder = build_encoder("resnet18", (32, 32, 3), 0.5, conv_initializer=initializer)
+    convs = [layer.kernel.numpy() for layer in encoder.layers if isinstance(layer, keras.layers.Conv2D)]
+    for kernel in [k for k in convs if k.shape == (3, 3, 128, 128)][:1] + [
+        k for k in convs if k.shape == (3, 3, 64, 128)
+    ]:
+        fan_in, fan_out = 9 * kernel.shape[2], 9 * kernel.shape[3]
+        by_fan_in, by_fan_out = CONV_DRAWS[initializer]
+        expected = by_fan_in / np.sqrt(fan_in) if by_fan_in else by_fan_out / np.sqrt(fan_out)
+        assert kernel.std() == pytest.approx(expected, rel=0.02)
+        if initializer == "pytorch":
+            assert np.abs(kernel).max() <= 1 / np.sqrt(fan_in)
+
+
+def test_conv_initializer_is_refused_for_encoders_that_draw_their_own():
+    with pytest.raises(UsageError, match="conv_initializer pytorch is for small_cnn and the ResNets; MobileNetV3Small"):
+        build_encoder("MobileNetV3Small", (32, 32, 3), conv_initializer="pytorch")
+    with pytest.raises(UsageError, match="unknown conv_initializer 'torch'; choose one of he_normal, simclr"):
+        build_encoder("resnet18", (32, 32, 3), conv_initializer="torch")
+
+
 def test_zero_init_residual_false_starts_every_batch_norm_scale_at_one():
     """torchvision's ResNet (solo-learn) and lightly's ResNetGenerator start the residual
     branch's last batch-norm scale at 1; SimCLR's at 0."""

@@ -126,6 +126,22 @@ def test_solo_learns_cifar_recipes_run_its_lars(name):
     assert config.lars_settings() == {"trust_coefficient": 0.02, "clip_lr": True, "variant": "solo_learn"}
 
 
+# Whose ResNet a recipe's source trains, so whose convolution draw (encoders.CONV_INITIALIZERS):
+# google-research/simclr's tf2/resnet.py, lightly's ResNetGenerator (PyTorch's default),
+# solo-learn's torchvision ResNet-18.
+SOURCE_CONV_INITIALIZERS = {
+    "simclr": ["simclr_cifar10", "simclr_imagenet", "simclrv2_cifar10_pretrain", "simclrv2_imagenet_pretrain"],
+    "pytorch": ["byol_cifar10", "moco_cifar10", "simsiam_cifar10"],
+    "torchvision": ["barlow_twins_cifar10", "mocov3_cifar10", "nnclr_cifar10", "supcon_cifar10", "vicreg_cifar10"],
+}
+
+
+@pytest.mark.parametrize("initializer, names", SOURCE_CONV_INITIALIZERS.items())
+def test_a_resnet_recipe_draws_its_convolutions_as_its_source(initializer, names):
+    for name in names:
+        assert config_from_argv(f"--flagfile={ROOT / 'configs' / f'{name}.flags'}").conv_initializer == initializer
+
+
 @pytest.mark.parametrize("path", [p for p in PRETRAIN_RECIPES if "cifar10" in p.stem], ids=lambda path: path.stem)
 def test_a_cifar_recipe_builds_its_method(path: pathlib.Path):
     config = config_from_argv(f"--flagfile={path}")
