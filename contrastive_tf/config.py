@@ -10,8 +10,9 @@ import typing
 from collections.abc import Callable
 
 from contrastive_tf.distribute import STRATEGIES
-from contrastive_tf.encoders import CONV_INITIALIZERS, ENCODERS, INPUT_NORMALIZATIONS, is_encoder_name, unknown_encoder
+from contrastive_tf.encoders import ENCODERS, INPUT_NORMALIZATIONS, is_encoder_name, unknown_encoder
 from contrastive_tf.errors import UsageError
+from contrastive_tf.initializers import INITIALIZERS
 from contrastive_tf.methods import METHODS, check_method, setting_fields, setting_names
 from contrastive_tf.optimizers import LARS_VARIANTS, LR_SCALINGS, LR_SCHEDULE_INTERVALS, OPTIMIZERS
 from contrastive_tf.precision import PRECISIONS
@@ -150,14 +151,15 @@ class PretrainConfig:
         "and lightly's ResNets).",
         "method",
     )
-    conv_initializer: str = setting(
-        "he_normal",
-        "How small_cnn's and the ResNets' convolution kernels are drawn: he_normal (Keras'), simclr "
-        "(google-research/simclr's, sqrt(1/2) of he_normal), torchvision (its ResNets', solo-learn's), pytorch "
-        "(nn.Conv2d's default, lightly's ResNetGenerator). Batch norm makes the scale a step size: with smaller "
-        "kernels each step moves them more.",
+    initializer: str = setting(
+        "keras",
+        "Whose initial weights small_cnn's and the ResNets' convolutions and the heads' dense layers take: keras "
+        "(he_normal, glorot_uniform), simclr (google-research/simclr's: sqrt(1/2) of he_normal, normal 0.01), "
+        "torchvision (its ResNets', with torch's dense layers: solo-learn's), pytorch (torch's layer defaults: "
+        "lightly's ResNetGenerator and heads). Batch norm makes the scale a step size: smaller weights move "
+        "more per step.",
         "method",
-        choices=tuple(CONV_INITIALIZERS),
+        choices=INITIALIZERS,
     )
     input_normalization: str = setting(
         "none",

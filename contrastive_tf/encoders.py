@@ -24,6 +24,7 @@ from contrastive_tf.backbones import APPLICATIONS, application, from_factory, is
 from contrastive_tf.batch_norm import BatchNormalization
 from contrastive_tf.data import DIGIT_MAX_SIZE, is_small
 from contrastive_tf.errors import UsageError, reason
+from contrastive_tf.initializers import INITIALIZERS, draw_convolutions
 from contrastive_tf.vit import VITS, vision_transformer
 
 # Blocks per stage, and whether the stage uses bottleneck blocks.
@@ -43,22 +44,6 @@ INPUT_NORMALIZATIONS = {
     "none": None,
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
-# How small_cnn's and the ResNets' convolution kernels are drawn. Batch norm follows every
-# one, so the draw's scale does not change what the network computes, but it sets the size of
-# each kernel's steps relative to the kernel (the effective learning rate) until weight decay
-# settles it, which in a short run it never does.
-CONV_INITIALIZERS = {
-    # Keras' he_normal: truncated normal, std sqrt(2 / fan_in).
-    "he_normal": keras.initializers.HeNormal,
-    # google-research/simclr tf2/resnet.py: VarianceScaling(), std sqrt(1 / fan_in).
-    "simclr": lambda: keras.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal"),
-    # torchvision's ResNets (solo-learn; lightly's ImageNet benchmarks): kaiming_normal_,
-    # mode fan_out, nonlinearity relu: normal, std sqrt(2 / fan_out).
-    "torchvision": lambda: keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
-    # PyTorch's nn.Conv2d default, kaiming_uniform_ with a = sqrt(5): U(+-1 / sqrt(fan_in))
-    # (lightly's ResNetGenerator, its CIFAR-10 benchmark's backbone).
-    "pytorch": lambda: keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
 }
 # SimCLRv2's SK ResNets: the attention's hidden layer is 1/16 of the branch width, never below 32 units.
 SIMCLRV2_SK_RATIO = 0.0625
@@ -268,7 +253,7 @@ def build_encoder(
     patch_size: int | None = None,
     vit_pooling: str = "cls",
     frozen_patch_projection: bool = True,
-    conv_initializer: str = "he_normal",
+    initializer: str = "keras",
 ) -> keras.Model:
     """The encoder called `name` for images of `input_shape`.
 
@@ -283,8 +268,8 @@ def build_encoder(
         sk_ratio: SimCLRv2's selective kernels if > 0 (bottleneck ResNets only; see `resnet`).
         pooling_grid: h pooled over a grid of cells if > 1 (small_cnn only; see `small_cnn`).
         zero_init_residual: the ResNets' last batch-norm scale of each block at 0 (see `resnet`).
-        conv_initializer: a key of `CONV_INITIALIZERS`: how small_cnn's and the ResNets'
-            convolution kernels are drawn (Keras', SimCLR's, torchvision's or PyTorch's).
+        initializer: one of `initializers.INITIALIZERS`: whose draw small_cnn's and the
+            ResNets' convolution kernels take (Keras', SimCLR's, torchvision's, PyTorch's).
         input_normalization: a key of `INPUT_NORMALIZATIONS`: the [0, 1] pixels are
             standardised by those channel means and deviations inside the encoder, so that
             its export takes [0, 1] images as every other does (small_cnn and the ResNets;
@@ -307,12 +292,12 @@ def build_encoder(
         raise UsageError(
             f"unknown input_normalization {input_normalization!r}; choose one of {', '.join(INPUT_NORMALIZATIONS)}"
         )
-    if conv_initializer not in CONV_INITIALIZERS:
-        raise UsageError(f"unknown conv_initializer {conv_initializer!r}; choose one of {', '.join(CONV_INITIALIZERS)}")
-    if conv_initializer != "he_normal" and name != "small_cnn" and name not in RESNET_DEPTHS:
+    if initializer not in INITIALIZERS:
+        raise UsageError(f"unknown initializer {initializer!r}; choose one of {', '.join(INITIALIZERS)}")
+    if initializer != "keras" and name != "small_cnn" and name not in RESNET_DEPTHS:
         raise UsageError(
-            f"conv_initializer {conv_initializer} is for small_cnn and the ResNets; {name} draws its own weights: "
-            "leave conv_initializer at he_normal"
+            f"initializer {initializer} is for small_cnn and the ResNets; {name} draws its own weights: "
+            "leave initializer at keras"
         )
     if sk_ratio and name not in SK_ENCODERS:
         raise _no_selective_kernels(name, sk_ratio)
@@ -340,10 +325,8 @@ def build_encoder(
         raise no_width(name, width)
     else:
         encoder = from_factory(name, input_shape)
-    if conv_initializer != "he_normal":
-        for layer in encoder.layers:
-            if isinstance(layer, keras.layers.Conv2D):
-                layer.kernel.assign(CONV_INITIALIZERS[conv_initializer]()(layer.kernel.shape, layer.kernel.dtype))
+    if name == "small_cnn" or name in RESNET_DEPTHS:
+        draw_convolutions(encoder, initializer)
     if weights is not None:
         _load_weights(encoder, weights)
     return encoder

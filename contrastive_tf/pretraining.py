@@ -24,6 +24,7 @@ from contrastive_tf.errors import Preempted, UsageError
 from contrastive_tf.evaluation import ProbeResult, extract_features, linear_probe, probe_encoder, stratified_sample
 from contrastive_tf.export import check_export_target, export_encoder
 from contrastive_tf.history import HistoryLog, read_history
+from contrastive_tf.initializers import draw_heads
 from contrastive_tf.knn import KNN_PROTOCOL, KnnMonitor, knn_accuracy
 from contrastive_tf.methods import METHODS, ContrastiveModel, contrastive_model
 from contrastive_tf.optimizers import (
@@ -81,7 +82,7 @@ class Run:
             config.patch_size,
             config.vit_pooling,
             config.frozen_patch_projection,
-            config.conv_initializer,
+            config.initializer,
         )
 
     def batches_from(self, step: int) -> tf.data.Dataset:
@@ -173,6 +174,7 @@ def build_model(run: Run) -> ContrastiveModel:
             **config.method_settings(),
         )
         model.build((None, *data.image_shape))
+        draw_heads(model, config.initializer)
         peak = scale_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
         schedule = warmup_cosine(
             peak,

@@ -121,7 +121,7 @@ def test_projection_head_can_normalise_the_output_alone():
 # torchvision/models/resnet.py: kaiming_normal_(mode="fan_out", nonlinearity="relu");
 # torch/nn/modules/conv.py, reset_parameters: kaiming_uniform_(a=sqrt(5)), U(+-1/sqrt(fan_in)).
 CONV_DRAWS = {
-    "he_normal": (np.sqrt(2), None),
+    "keras": (np.sqrt(2), None),
     "simclr": (1.0, None),
     "torchvision": (None, np.sqrt(2)),
     "pytorch": (1 / np.sqrt(3), None),
@@ -129,9 +129,9 @@ CONV_DRAWS = {
 
 
 @pytest.mark.parametrize("initializer", CONV_DRAWS)
-def test_conv_initializer_draws_the_kernels_as_its_reference(initializer):
+def test_initializer_draws_the_convolutions_as_its_reference(initializer):
     keras.utils.set_random_seed(0)
-    encoder = build_encoder("resnet18", (32, 32, 3), 0.5, conv_initializer=initializer)
+    encoder = build_encoder("resnet18", (32, 32, 3), 0.5, initializer=initializer)
     convs = [layer.kernel.numpy() for layer in encoder.layers if isinstance(layer, keras.layers.Conv2D)]
     for kernel in [k for k in convs if k.shape == (3, 3, 128, 128)][:1] + [
         k for k in convs if k.shape == (3, 3, 64, 128)
@@ -144,11 +144,11 @@ def test_conv_initializer_draws_the_kernels_as_its_reference(initializer):
             assert np.abs(kernel).max() <= 1 / np.sqrt(fan_in)
 
 
-def test_conv_initializer_is_refused_for_encoders_that_draw_their_own():
-    with pytest.raises(UsageError, match="conv_initializer pytorch is for small_cnn and the ResNets; MobileNetV3Small"):
-        build_encoder("MobileNetV3Small", (32, 32, 3), conv_initializer="pytorch")
-    with pytest.raises(UsageError, match="unknown conv_initializer 'torch'; choose one of he_normal, simclr"):
-        build_encoder("resnet18", (32, 32, 3), conv_initializer="torch")
+def test_initializer_is_refused_for_encoders_that_draw_their_own():
+    with pytest.raises(UsageError, match="initializer pytorch is for small_cnn and the ResNets; MobileNetV3Small"):
+        build_encoder("MobileNetV3Small", (32, 32, 3), initializer="pytorch")
+    with pytest.raises(UsageError, match="unknown initializer 'torch'; choose one of keras, simclr"):
+        build_encoder("resnet18", (32, 32, 3), initializer="torch")
 
 
 def test_zero_init_residual_false_starts_every_batch_norm_scale_at_one():

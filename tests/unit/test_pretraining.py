@@ -69,6 +69,30 @@ def test_build_model_gives_the_optimizer_the_schedule_and_decay_settings(mnist_s
     assert all("linear_probe" in name for name in optimizer._exclude_from_weight_decay)  # only the probe
 
 
+@pytest.mark.parametrize("initializer", ["pytorch", "simclr"])
+def test_build_model_draws_the_heads_as_the_initializer_and_the_target_follows(mnist_subset, tmp_path, initializer):
+    """torch's nn.Linear default, U(+-1/sqrt(fan_in)) for weight and bias (lightly's and
+    solo-learn's heads); google-research/simclr tf2/model.py LinearLayer, normal 0.01 and no
+    bias. BYOL's target network starts from the redrawn online weights."""
+    model = build_model(prepare(_config(mnist_subset, tmp_path, method="byol", initializer=initializer)))
+    layers = [layer for head in model.heads() for layer in head._flatten_layers()]
+    dense = [layer for layer in layers if isinstance(layer, keras.layers.Dense)]
+    assert len(dense) == 4
+    for layer in dense:
+        kernel, bound = layer.kernel.numpy(), layer.kernel.shape[0] ** -0.5
+        if initializer == "pytorch":
+            assert np.abs(kernel).max() <= bound and kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+            if layer.bias is not None:
+                assert 0 < np.abs(layer.bias.numpy()).max() <= bound
+        else:
+            assert kernel.std() == pytest.approx(0.01, rel=0.05)
+            assert layer.bias is None or not np.any(layer.bias.numpy())
+    online = [*model.encoder.trainable_weights, *model.projection_head.trainable_weights]
+    target = [*model.target_network.encoder.trainable_weights, *model.target_network.projection_head.trainable_weights]
+    for mine, theirs in zip(target, online):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
 def test_build_model_builds_the_encoder_the_config_describes(mnist_subset, tmp_path):
     config = _config(mnist_subset, tmp_path, encoder="resnet18", width=0.125, zero_init_residual=False)
     encoder = build_model(prepare(config)).encoder

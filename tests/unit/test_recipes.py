@@ -126,20 +126,20 @@ def test_solo_learns_cifar_recipes_run_its_lars(name):
     assert config.lars_settings() == {"trust_coefficient": 0.02, "clip_lr": True, "variant": "solo_learn"}
 
 
-# Whose ResNet a recipe's source trains, so whose convolution draw (encoders.CONV_INITIALIZERS):
-# google-research/simclr's tf2/resnet.py, lightly's ResNetGenerator (PyTorch's default),
-# solo-learn's torchvision ResNet-18.
-SOURCE_CONV_INITIALIZERS = {
+# Whose ResNet and heads a recipe's source trains, so whose initial weights (initializers.py):
+# google-research/simclr's tf2/resnet.py and model.py, lightly's ResNetGenerator and heads
+# (torch's defaults), solo-learn's torchvision ResNet-18 and torch heads.
+SOURCE_INITIALIZERS = {
     "simclr": ["simclr_cifar10", "simclr_imagenet", "simclrv2_cifar10_pretrain", "simclrv2_imagenet_pretrain"],
     "pytorch": ["byol_cifar10", "moco_cifar10", "simsiam_cifar10"],
     "torchvision": ["barlow_twins_cifar10", "mocov3_cifar10", "nnclr_cifar10", "supcon_cifar10", "vicreg_cifar10"],
 }
 
 
-@pytest.mark.parametrize("initializer, names", SOURCE_CONV_INITIALIZERS.items())
-def test_a_resnet_recipe_draws_its_convolutions_as_its_source(initializer, names):
+@pytest.mark.parametrize("initializer, names", SOURCE_INITIALIZERS.items())
+def test_a_resnet_recipe_draws_its_initial_weights_as_its_source(initializer, names):
     for name in names:
-        assert config_from_argv(f"--flagfile={ROOT / 'configs' / f'{name}.flags'}").conv_initializer == initializer
+        assert config_from_argv(f"--flagfile={ROOT / 'configs' / f'{name}.flags'}").initializer == initializer
 
 
 @pytest.mark.parametrize("path", [p for p in PRETRAIN_RECIPES if "cifar10" in p.stem], ids=lambda path: path.stem)
