@@ -37,10 +37,12 @@ WIDTH = 0.25
 BATCH_SIZE = 256
 # h of ResNet-18 at width 0.25: lightly's heads take 512 at width 1; this replaces it.
 FEATURE_DIM = int(512 * WIDTH)
-# lightly's ResNet as ours builds it: PyTorch's initialisation (no zero-initialised residual
-# scale) and its transforms' Normalize with ImageNet's statistics, inside the encoder.
+# lightly's ResNet and heads as ours builds them: no zero-initialised residual scale, its
+# transforms' Normalize with ImageNet's statistics inside the encoder, and torch's layer
+# defaults for the initial weights of the convolutions and the heads' linear layers.
 ZERO_INIT_RESIDUAL = False
 INPUT_NORMALIZATION = "imagenet"
+INITIALIZER = "pytorch"
 # The methods trained as lightly's ImageNet benchmarks, whose warmup is 10 of 100 epochs:
 # here the first tenth of the run.
 WARMUP_METHODS = ("vicreg",)
@@ -62,6 +64,7 @@ COMMON = [
     "--lr_schedule_interval=step",
     f"--zero_init_residual={str(ZERO_INIT_RESIDUAL).lower()}",
     f"--input_normalization={INPUT_NORMALIZATION}",
+    f"--initializer={INITIALIZER}",
     "--blur=false",
     "--precision=float32",
     "--final_linear_probe=false",
@@ -532,6 +535,7 @@ def run_ours(method: str, epochs: int, data: str, out: str, model_dir: str, seed
             WIDTH,
             zero_init_residual=ZERO_INIT_RESIDUAL,
             input_normalization=INPUT_NORMALIZATION,
+            initializer=INITIALIZER,
         )
     else:
         command = [sys.executable, "-m", "experiments.pretrain", *pretrain_flags(method, epochs, data, model_dir, seed)]
