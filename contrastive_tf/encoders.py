@@ -294,7 +294,9 @@ def build_encoder(
         )
     if initializer not in INITIALIZERS:
         raise UsageError(f"unknown initializer {initializer!r}; choose one of {', '.join(INITIALIZERS)}")
-    if initializer != "keras" and name != "small_cnn" and name not in RESNET_DEPTHS:
+    # Our CNNs, whose convolutions `initializer` draws; other encoders draw their own weights.
+    own_cnn = name == "small_cnn" or name in RESNET_DEPTHS
+    if initializer != "keras" and not own_cnn:
         raise UsageError(
             f"initializer {initializer} is for small_cnn and the ResNets; {name} draws its own weights: "
             "leave initializer at keras"
@@ -325,7 +327,7 @@ def build_encoder(
         raise no_width(name, width)
     else:
         encoder = from_factory(name, input_shape)
-    if name == "small_cnn" or name in RESNET_DEPTHS:
+    if own_cnn:
         draw_convolutions(encoder, initializer)
     if weights is not None:
         _load_weights(encoder, weights)
