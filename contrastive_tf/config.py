@@ -337,7 +337,8 @@ class PretrainConfig:
         changed = [field.name for field in _lars_fields() if getattr(self, field.name) != field.default]
         if self.optimizer != "lars" and changed:
             raise UsageError(f"{self.optimizer} does not use {changed[0]}; leave it unset or choose optimizer lars")
-        if self.optimizer not in ("sgd", "lars") and self.optimizer_momentum != 0.9:
+        # A dataclass field's default is its class attribute.
+        if self.optimizer not in ("sgd", "lars") and self.optimizer_momentum != PretrainConfig.optimizer_momentum:
             raise UsageError(f"{self.optimizer} does not use optimizer_momentum; leave it unset or choose sgd or lars")
         unused = [name for name in sorted(setting_names()) if getattr(self, name, None) is not None]
         unused = [name for name in unused if name not in self.method_settings()]

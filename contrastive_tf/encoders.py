@@ -19,12 +19,11 @@ import os
 import keras
 from keras import layers, ops
 
-from contrastive_tf import storage
+from contrastive_tf import initializers, storage
 from contrastive_tf.backbones import APPLICATIONS, application, from_factory, is_factory_path, no_width
 from contrastive_tf.batch_norm import BatchNormalization
 from contrastive_tf.data import DIGIT_MAX_SIZE, is_small
 from contrastive_tf.errors import UsageError, reason
-from contrastive_tf.initializers import INITIALIZERS, draw_convolutions
 from contrastive_tf.vit import VITS, vision_transformer
 
 # Blocks per stage, and whether the stage uses bottleneck blocks.
@@ -292,8 +291,7 @@ def build_encoder(
         raise UsageError(
             f"unknown input_normalization {input_normalization!r}; choose one of {', '.join(INPUT_NORMALIZATIONS)}"
         )
-    if initializer not in INITIALIZERS:
-        raise UsageError(f"unknown initializer {initializer!r}; choose one of {', '.join(INITIALIZERS)}")
+    initializers.check(initializer)
     # Our CNNs, whose convolutions `initializer` draws; other encoders draw their own weights.
     own_cnn = name == "small_cnn" or name in RESNET_DEPTHS
     if initializer != "keras" and not own_cnn:
@@ -328,7 +326,7 @@ def build_encoder(
     else:
         encoder = from_factory(name, input_shape)
     if own_cnn:
-        draw_convolutions(encoder, initializer)
+        initializers.draw_convolutions(encoder, initializer)
     if weights is not None:
         _load_weights(encoder, weights)
     return encoder

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keras
 
+from contrastive_tf.errors import UsageError
 from contrastive_tf.methods.momentum import MomentumNetwork
 
 INITIALIZERS = ("keras", "simclr", "torchvision", "pytorch")
@@ -36,7 +37,7 @@ _CONV_KERNELS = {
 
 def check(name: str) -> None:
     if name not in INITIALIZERS:
-        raise ValueError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)}")
+        raise UsageError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)}")
 
 
 def draw_convolutions(model: keras.Model, name: str) -> None:
