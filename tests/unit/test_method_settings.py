@@ -81,6 +81,10 @@ def test_models_saved_before_the_settings_were_declared_once_still_load(method):
     """tests/data/keras_0.1 holds files saved by 0.1, where MoCo's key momentum was saved as
     `momentum` and BYOL's as `base_momentum`."""
     model = keras.saving.load_model(LEGACY / f"{method}.keras")
-    np.testing.assert_array_equal(model(random_images(16)[:4]).numpy(), np.load(LEGACY / f"{method}_h.npy"))
+    # Not bit-equal: oneDNN picks its kernels by the CPU's instruction set (the file's features were
+    # computed with AVX-512; on an AVX2-only EPYC they differ by up to 7e-7), where other weights
+    # would differ by tenths.
+    features = model(random_images(16)[:4]).numpy()
+    np.testing.assert_allclose(features, np.load(LEGACY / f"{method}_h.npy"), rtol=1e-5, atol=1e-6)
     if method in ("moco", "byol"):
         assert model.target_momentum == 0.9
