@@ -161,7 +161,7 @@ def test_a_killed_worker_stops_the_job_and_a_restart_resumes_it(two_worker_run, 
     chief, worker = _start_after_a_checkpoint(digits, model_dir)
     worker.send_signal(signal.SIGKILL)
     # TensorFlow cannot carry on without a worker: the chief stops with one line.
-    [(returncode, _, stderr), _] = _finish([chief, worker], timeout=180)
+    [(returncode, _, stderr), _] = _finish([chief, worker])
     last_line = stderr.strip().splitlines()[-1]
     assert returncode == 1 and last_line.startswith("error: lost contact with another worker"), stderr[-3000:]
     step = latest_step(model_dir / "checkpoints")
@@ -208,7 +208,7 @@ def test_sigterm_to_one_worker_stops_both_after_the_same_step_and_the_rerun_resu
     chief, worker = _start_after_a_checkpoint(digits, model_dir)
     worker.send_signal(signal.SIGTERM)  # a preempted machine: the signal reaches one worker
     lines = {}
-    for name, (returncode, _, stderr) in zip(("chief", "worker"), _finish([chief, worker], timeout=180)):
+    for name, (returncode, _, stderr) in zip(("chief", "worker"), _finish([chief, worker])):
         # The stop line is the program's last; under load TensorFlow's gRPC teardown can log after it
         # ("Failed to connect to remote host" once the other worker has gone).
         stops = [line for line in stderr.strip().splitlines() if line.startswith("stopped by")]
