@@ -219,7 +219,7 @@ def mnist_probe(mnist_subset):
 # without bfloat16 units (the AVX2 EPYCs CI has run on) bfloat16 is emulated, and these runs
 # took 5.6x as long in it (SimCLR 149 s against 27 s, measured on such an EPYC).
 SHORT_RUN = {
-    "moco": {"target_momentum": 0.99},
+    "moco": {"target_momentum": 0.99, "queue_size": 1024},
     "byol": {"target_momentum": 0.9, "color_jitter": "torchvision"},
     "barlow_twins": {"projection_dim": 2048, "projection_hidden_dim": 2048},
     "vicreg": {"projection_dim": 512, "projection_hidden_dim": 512},
@@ -238,7 +238,6 @@ def test_a_short_mnist_run_beats_random_weights(method, mnist_probe):
         build_encoder("small_cnn", SHAPE, width=0.5),
         SimCLRAugment(crop_scale=(0.2, 1.0), seed=0),
         total_steps=150,
-        **{"queue_size": 1024} if method == "moco" else {},
         **SHORT_RUN.get(method, {}),
     )
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
