@@ -9,6 +9,10 @@ in the compute dtype with float32 statistics. Measured on the encoder of
 backward; 2-core Intel Xeon, avx512_bf16, amx_bf16): 372 -> 709 images/s in bfloat16,
 328 -> 429 in float32.
 
+The library's encoders take it unless `fused_batch_norm` is false: Keras' ops then, the
+same maths rounded in another order (the CIFAR-10 CPU recipe's seeds with each are in
+docs/performance.md, "The CPU recipes after the change").
+
 The layer is Keras' own in every other case (inference, masks, renorm, other axes, and
 statistics synchronised over more than one replica, which the fused op cannot gather), and
 its weights and config are Keras' own: `as_keras_layers` turns a model's copies back into
@@ -25,7 +29,19 @@ import tensorflow as tf
 class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` with its training step on [B, H, W, C] images
     fused: the same outputs, gradients and moving statistics (the moving variance from the
-    batch's biased variance, as Keras'), to float rounding (tested against Keras')."""
+    batch's biased variance, as Keras'), to float rounding (tested against Keras').
+
+    Args:
+        fused: whether training takes the fused op; false: Keras' own ops throughout. The
+            layer reads it at each call and saves it in its config.
+    """
+
+    def __init__(self, fused: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.fused = fused
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "fused": self.fused}
 
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, training, mask):
@@ -48,7 +64,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return tf.cast(outputs, self.compute_dtype)
 
     def _fusable(self, inputs, training, mask) -> bool:
-        if not (training and self.trainable) or mask is not None or self.renorm:
+        if not (self.fused and training and self.trainable) or mask is not None or self.renorm:
             return False
         if len(inputs.shape) != 4 or self.axis not in (-1, 3) or inputs.dtype not in (tf.float32, tf.bfloat16):
             return False
@@ -62,5 +78,7 @@ def as_keras_layers(layer: keras.layers.Layer) -> keras.layers.Layer:
     """A `keras.models.clone_model` clone function: Keras' own batch norm for this module's,
     every other layer cloned from its config."""
     if isinstance(layer, BatchNormalization):
-        return keras.layers.BatchNormalization.from_config(layer.get_config())
+        config = layer.get_config()
+        del config["fused"]
+        return keras.layers.BatchNormalization.from_config(config)
     return layer.__class__.from_config(layer.get_config())

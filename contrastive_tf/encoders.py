@@ -20,7 +20,14 @@ import keras
 from keras import layers, ops
 
 from contrastive_tf import initializers, storage
-from contrastive_tf.backbones import APPLICATIONS, application, from_factory, is_factory_path, no_width
+from contrastive_tf.backbones import (
+    APPLICATIONS,
+    application,
+    batch_norm_layers,
+    from_factory,
+    is_factory_path,
+    no_width,
+)
 from contrastive_tf.batch_norm import BatchNormalization
 from contrastive_tf.data import DIGIT_MAX_SIZE, is_small
 from contrastive_tf.errors import UsageError, reason
@@ -253,6 +260,7 @@ def build_encoder(
     vit_pooling: str = "cls",
     frozen_patch_projection: bool = True,
     initializer: str = "keras",
+    fused_batch_norm: bool = True,
 ) -> keras.Model:
     """The encoder called `name` for images of `input_shape`.
 
@@ -269,6 +277,9 @@ def build_encoder(
         zero_init_residual: the ResNets' last batch-norm scale of each block at 0 (see `resnet`).
         initializer: one of `initializers.INITIALIZERS`: whose draw small_cnn's and the
             ResNets' convolution kernels take (Keras', SimCLR's, torchvision's, PyTorch's).
+        fused_batch_norm: small_cnn's and the ResNets' batch norm trains in one fused op
+            (see `batch_norm`): faster, the same maths rounded in another order; false:
+            Keras' own ops, as the other encoders' batch norm always.
         input_normalization: a key of `INPUT_NORMALIZATIONS`: the [0, 1] pixels are
             standardised by those channel means and deviations inside the encoder, so that
             its export takes [0, 1] images as every other does (small_cnn and the ResNets;
@@ -327,6 +338,8 @@ def build_encoder(
         encoder = from_factory(name, input_shape)
     if own_cnn:
         initializers.draw_convolutions(encoder, initializer)
+        for layer in batch_norm_layers(encoder):
+            layer.fused = fused_batch_norm
     if weights is not None:
         _load_weights(encoder, weights)
     return encoder

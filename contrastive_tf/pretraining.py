@@ -83,6 +83,7 @@ class Run:
             config.vit_pooling,
             config.frozen_patch_projection,
             config.initializer,
+            config.fused_batch_norm,
         )
 
     def batches_from(self, step: int) -> tf.data.Dataset:

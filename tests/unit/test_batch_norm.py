@@ -1,7 +1,8 @@
 """The fused batch norm computes what Keras' does: outputs, gradients and moving statistics
 in training, to float rounding, against Keras' own layer and against a float64 NumPy
 transcription of it; Keras' path where the fused op cannot serve (inference, statistics over
-two replicas); and an encoder built with it exports as Keras' own layers."""
+two replicas); unfused, Keras' own ops to the bit; encoders unfused when asked; and an
+encoder built with it exports as Keras' own layers."""
 
 import keras
 import numpy as np
@@ -72,6 +73,24 @@ def test_bfloat16_inputs_give_bfloat16_outputs_normalised_in_float32():
     assert layer(tf.cast(images, tf.bfloat16), training=True).dtype == tf.bfloat16
     np.testing.assert_allclose(outputs, reference[0], atol=0.05)  # bfloat16's 8 bits of mantissa
     np.testing.assert_allclose(dx, reference[1], atol=0.05)
+
+
+def test_unfused_training_is_keras_own_to_the_bit():
+    images, weights = _inputs()
+    unfused = _step(BatchNormalization(fused=False), images, weights)
+    keras_own = _step(keras.layers.BatchNormalization(), images, weights)
+    for name, ours, theirs in zip(("y", "dx", "dgamma", "dbeta", "mean", "var"), unfused, keras_own):
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "small_cnn"])
+def test_an_encoder_fuses_its_batch_norm_as_asked_and_its_copies_keep_the_setting(name):
+    for fused in (False, True):
+        encoder = build_encoder(name, (32, 32, 3), width=0.25, fused_batch_norm=fused)
+        layers = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert layers and all(isinstance(layer, BatchNormalization) and layer.fused == fused for layer in layers)
+        copy = keras.models.clone_model(encoder)
+        assert all(layer.fused == fused for layer in copy.layers if isinstance(layer, BatchNormalization))
 
 
 def test_inference_uses_the_moving_statistics_as_keras_does():

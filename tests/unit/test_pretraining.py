@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from contrastive_tf import pretraining, run_folder
+from contrastive_tf.batch_norm import BatchNormalization
 from contrastive_tf.config import PretrainConfig
 from contrastive_tf.evaluation import split_labels, stratified_indices
 from contrastive_tf.pretraining import FINAL_EVALUATIONS, build_model, finalize, fit, prepare, pretrain
@@ -112,6 +113,12 @@ def test_build_model_makes_the_views_the_augmentation_settings_ask_for(mnist_sub
 def test_build_model_pools_h_as_the_config_asks(mnist_subset, tmp_path):
     run = prepare(_config(mnist_subset, tmp_path, encoder="small_cnn", pooling_grid=2))
     assert build_model(run).encoder.output_shape == run.new_encoder().output_shape == (None, 4 * 64)  # width 0.25
+
+
+def test_a_run_fuses_its_encoders_batch_norm_as_the_config_asks(mnist_subset, tmp_path):
+    for fused in (False, True):
+        encoder = build_model(prepare(_config(mnist_subset, tmp_path, fused_batch_norm=fused))).encoder
+        assert {layer.fused for layer in encoder.layers if isinstance(layer, BatchNormalization)} == {fused}
 
 
 def test_fit_resumes_where_the_last_run_stopped(mnist_subset, tmp_path):
