@@ -90,7 +90,7 @@ def test_an_encoder_fuses_its_batch_norm_as_asked_and_its_copies_keep_the_settin
         layers = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
         assert layers and all(isinstance(layer, BatchNormalization) and layer.fused == fused for layer in layers)
         copy = keras.models.clone_model(encoder)
-        assert all(layer.fused == fused for layer in copy.layers if isinstance(layer, BatchNormalization))
+        assert [layer.fused for layer in copy.layers if isinstance(layer, BatchNormalization)] == [fused] * len(layers)
 
 
 def test_inference_uses_the_moving_statistics_as_keras_does():
